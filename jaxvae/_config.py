@@ -1,0 +1,134 @@
+"""Validation of run configs: every field known, every value sensible, before any compilation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import ml_collections
+import optax
+
+from jaxvae import _data, _models
+
+_Check = tuple[Callable[[Any], bool], str]  # (predicate, what the field must be)
+
+
+def _int_at_least(low: int) -> _Check:
+  return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f'an integer >= {low}'
+
+
+def _positive_number() -> _Check:
+  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), 'a number > 0'
+
+
+def _non_negative_number() -> _Check:
+  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0), 'a number >= 0'
+
+
+def _number() -> _Check:
+  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)), 'a number'
+
+
+def _one_of(choices: tuple[str, ...]) -> _Check:
+  return (lambda v: v in choices), f'one of {choices}'
+
+
+def _widths(*, allow_empty: bool) -> _Check:
+  def check(v: Any) -> bool:
+    return (
+      isinstance(v, (tuple, list))
+      and (allow_empty or len(v) > 0)
+      and all(isinstance(w, int) and not isinstance(w, bool) and w >= 1 for w in v)
+    )
+
+  return check, 'a tuple of integers >= 1' + ('' if allow_empty else ' (at least one)')
+
+
+def _optax_optimizer() -> _Check:
+  return (lambda v: isinstance(v, str) and callable(getattr(optax, v, None))), 'the name of an optax optimiser'
+
+
+SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
+
+_SCHEMA: Mapping[str, _Check] = {
+  'seed': _int_at_least(0),
+  'data.dataset': _one_of(tuple(_data.DATASETS)),
+  'data.binarize': _one_of(_data.BINARIZATIONS),
+  'model.architecture': _one_of(('mlp', 'conv')),
+  'model.latent_dim': _int_at_least(1),
+  'model.hidden_sizes': _widths(allow_empty=True),
+  'model.conv_channels': _widths(allow_empty=False),
+  'model.dense_size': _int_at_least(1),
+  'model.activation': _one_of(_models.ACTIVATIONS),
+  'model.likelihood': _one_of(_models.LIKELIHOODS),
+  'model.gaussian_scale': _one_of(_models.GAUSSIAN_SCALES),
+  'model.gaussian_fixed_log_scale': _number(),
+  'optim.name': _optax_optimizer(),
+  'optim.learning_rate': _positive_number(),
+  'optim.schedule': _one_of(SCHEDULES),
+  'optim.warmup_steps': _int_at_least(0),
+  'optim.grad_clip_norm': _non_negative_number(),
+  'optim.max_consecutive_nonfinite': _int_at_least(1),
+  'train.batch_size': _int_at_least(1),
+  'train.num_train_steps': _int_at_least(1),
+  'train.num_samples': _int_at_least(1),
+  'train.log_every': _int_at_least(1),
+  'train.checkpoint_every': _int_at_least(1),
+  'train.keep_checkpoints': _int_at_least(1),
+  'eval.batch_size': _int_at_least(1),
+  'eval.elbo_num_samples': _int_at_least(1),
+  'eval.iwae_num_samples': _int_at_least(1),
+  'eval.iwae_chunk_size': _int_at_least(1),
+  'eval.seed': _int_at_least(0),
+  'eval.num_image_rows': _int_at_least(1),
+}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Checks a run config against the schema of `configs/default.py`.
+
+  Raises:
+    ValueError: naming the first unknown field, missing field, or bad value,
+      with what it should be.
+  """
+  flat = flatten(config.to_dict())
+  unknown = sorted(set(flat) - set(_SCHEMA))
+  if unknown:
+    section = unknown[0].rpartition('.')[0]
+    known = sorted(k for k in _SCHEMA if k.rpartition('.')[0] == section)
+    raise ValueError(f'unknown config field {unknown[0]!r}; known fields here: {", ".join(known)}.')
+  missing = sorted(set(_SCHEMA) - set(flat))
+  if missing:
+    raise ValueError(f'config field {missing[0]!r} is missing; start from configs/default.py, which sets every field.')
+  for path, (is_valid, expectation) in _SCHEMA.items():
+    if not is_valid(flat[path]):
+      raise ValueError(f'config.{path} must be {expectation}; got {flat[path]!r}.')
+
+  if config.optim.schedule == 'warmup_cosine' and config.optim.warmup_steps >= config.train.num_train_steps:
+    raise ValueError(
+      f'config.optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than '
+      f'config.train.num_train_steps ({config.train.num_train_steps}).'
+    )
+  dataset = _data.DATASETS[config.data.dataset]
+  binary = dataset.binary or config.data.binarize == 'dynamic'
+  if config.model.likelihood == 'bernoulli' and not binary:
+    raise ValueError(
+      f'a Bernoulli likelihood needs binary data, but {config.data.dataset!r} is grey-valued and '
+      f"config.data.binarize is {config.data.binarize!r}; set config.data.binarize='dynamic'."
+    )
+  if config.model.likelihood == 'discretized_logistic' and binary:
+    raise ValueError(
+      "the discretised-logistic likelihood models 8-bit pixel values; set config.data.binarize='none' "
+      'or use the Bernoulli likelihood for binary data.'
+    )
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:
+  """`{'train': {'batch_size': 1}}` -> `{'train.batch_size': 1}`."""
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, Mapping):
+      flat.update(flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[f'{prefix}{key}'] = value
+  return flat

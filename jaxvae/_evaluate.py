@@ -1,0 +1,201 @@
+"""Evaluation of log-likelihood bounds over a dataset, and the `eval.py` driver."""
+
+from __future__ import annotations
+
+import json
+import math
+import pathlib
+import sys
+from collections.abc import Iterable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from jaxvae import _bounds, _checkpoint, _checks, _data, _likelihoods, _models
+
+
+def evaluate_bounds(
+  batches: Iterable[jax.typing.ArrayLike],
+  *,
+  encoder: _bounds.Encoder,
+  decoder: _bounds.Decoder,
+  log_likelihood: _bounds.LogLikelihood,
+  key: jax.Array,
+  elbo_num_samples: int = 1,
+  iwae_num_samples: int | None = None,
+  iwae_chunk_size: int | None = None,
+  bits_per_dim_dims: int | None = None,
+  progress: bool = False,
+) -> dict[str, float]:
+  """Mean ELBO and importance-weighted bound over a dataset, with standard errors.
+
+  Runs `jaxvae.elbo` and (if `iwae_num_samples` is set) `jaxvae.iwae_bound`
+  on every batch under one `jit`, batch `i` with the key `fold_in(key, i)`.
+
+  Args:
+    batches: any iterable of data batches `[B, *event]` (floating, in the
+      likelihood's domain); the last may be smaller.
+    encoder, decoder, log_likelihood: as for `jaxvae.elbo`.
+    key: PRNG key.
+    elbo_num_samples: latent samples per example for the ELBO's reconstruction term.
+    iwae_num_samples: K of the importance-weighted bound; `None` skips it.
+    iwae_chunk_size: samples per example decoded at once (see `jaxvae.iwae_bound`).
+    bits_per_dim_dims: if given, also report bounds in bits per dimension for
+      this many dimensions per example. Only meaningful for likelihoods of
+      discrete data (Bernoulli on binary data, discretised logistic).
+    progress: show a progress bar with an ETA.
+
+  Returns:
+    A dict of floats, in nats per example unless the key ends in `_bpd`:
+    `num_examples`, `elbo_nats`, `elbo_nats_stderr`, `reconstruction_nats`,
+    `kl_nats`, and with IWAE `iwae_nats`, `iwae_nats_stderr`, `nll_nats`
+    (= -iwae_nats, the tightest upper bound on the NLL here); with
+    `bits_per_dim_dims`, `nll_bpd` / `elbo_bpd` (negated bounds) and their
+    `_stderr`. Standard errors are over examples.
+
+  Raises:
+    ValueError: for bad sample counts, or an empty `batches`.
+  """
+  _checks.check_positive_int('elbo_num_samples', elbo_num_samples)
+  if iwae_num_samples is not None:
+    _checks.check_positive_int('iwae_num_samples', iwae_num_samples)
+  if bits_per_dim_dims is not None:
+    _checks.check_positive_int('bits_per_dim_dims', bits_per_dim_dims)
+  bound_args = dict(encoder=encoder, decoder=decoder, log_likelihood=log_likelihood)
+
+  @jax.jit
+  def bounds(x: jax.Array, batch_key: jax.Array) -> dict[str, jax.Array]:
+    elbo_key, iwae_key = jax.random.split(batch_key)
+    out = _bounds.elbo(x, key=elbo_key, num_samples=elbo_num_samples, **bound_args)
+    values = {'elbo': out.elbo, 'reconstruction': out.reconstruction, 'kl': out.kl}  # each [B]
+    if iwae_num_samples is not None:
+      values['iwae'] = _bounds.iwae_bound(
+        x, key=iwae_key, num_samples=iwae_num_samples, chunk_size=iwae_chunk_size, **bound_args
+      )
+    return values
+
+  per_example: dict[str, list[np.ndarray]] = {}
+  total = len(batches) if hasattr(batches, '__len__') else None
+  for i, x in enumerate(tqdm.tqdm(batches, total=total, desc='eval', unit='batch', disable=not progress)):
+    for name, value in jax.device_get(bounds(jnp.asarray(x), jax.random.fold_in(key, i))).items():
+      per_example.setdefault(name, []).append(value)
+  if not per_example:
+    raise ValueError('`batches` is empty: there is nothing to evaluate.')
+  values = {name: np.concatenate(parts).astype(np.float64) for name, parts in per_example.items()}
+
+  summary = {'num_examples': float(len(values['elbo']))}
+  summary.update(_mean_and_stderr('elbo_nats', values['elbo']))
+  summary['reconstruction_nats'] = float(values['reconstruction'].mean())
+  summary['kl_nats'] = float(values['kl'].mean())
+  if 'iwae' in values:
+    summary.update(_mean_and_stderr('iwae_nats', values['iwae']))
+    summary['nll_nats'] = -summary['iwae_nats']
+  if bits_per_dim_dims is not None:
+    for bound, name in (('elbo', 'elbo_bpd'), ('iwae', 'nll_bpd')):
+      if bound in values:
+        summary.update(
+          _mean_and_stderr(name, np.asarray(_likelihoods.nats_to_bits_per_dim(-values[bound], bits_per_dim_dims)))
+        )
+  return summary
+
+
+def _mean_and_stderr(name: str, values: np.ndarray) -> dict[str, float]:
+  stderr = values.std(ddof=1) / math.sqrt(len(values)) if len(values) > 1 else float('nan')
+  return {name: float(values.mean()), f'{name}_stderr': float(stderr)}
+
+
+def test_batches(config: Any) -> tuple[list[np.ndarray], int]:
+  """The test split as float32 batches in the likelihood's domain, and the dimensions per example.
+
+  Binarised runs get the fixed binarisation of the test set, so every model
+  is scored on the same binary digits.
+  """
+  images = _data.load_split(config.data.dataset, 'test').images
+  if config.data.binarize == 'dynamic':
+    data = _data.binarize_fixed(images)
+  else:
+    data = np.asarray(_data.to_unit_interval(images))
+  size = config.eval.batch_size
+  return [data[i : i + size] for i in range(0, len(data), size)], math.prod(images.shape[1:])
+
+
+def has_discrete_likelihood(config: Any) -> bool:
+  """Whether the bounds are log-probabilities of discrete data, so that bits/dim mean something."""
+  return config.model.likelihood in ('bernoulli', 'discretized_logistic')
+
+
+def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None) -> dict[str, float]:
+  """Evaluates the latest checkpoint in `workdir` on the test split, with the config stored beside it.
+
+  Prints a table and writes `workdir/eval/step_<step>.json`.
+
+  Args:
+    workdir: the `--workdir` of a training run.
+    iwae_num_samples: K of the importance-weighted bound; defaults to
+      `config.eval.iwae_num_samples` of the run.
+
+  Returns:
+    The summary of `evaluate_bounds`, plus `step` and `iwae_num_samples`.
+
+  Raises:
+    FileNotFoundError: if `workdir` has no checkpoint.
+    ValueError: for `iwae_num_samples < 1`.
+  """
+  from jaxvae import _train  # pylint: disable=import-outside-toplevel (train imports this module)
+
+  step, config = _checkpoint.latest_run(workdir)
+  num_samples = config.eval.iwae_num_samples if iwae_num_samples is None else iwae_num_samples
+  _checks.check_positive_int('iwae_num_samples', num_samples)
+  vae, state = _train.restore_for_eval(workdir, config, step)
+  batches, num_dims = test_batches(config)
+  encoder, decoder = _models.bind_vae(vae, state.params)
+  summary = evaluate_bounds(
+    batches,
+    encoder=encoder,
+    decoder=decoder,
+    log_likelihood=_models.log_likelihood_fn(config.model.likelihood),
+    key=jax.random.key(config.eval.seed),
+    elbo_num_samples=config.eval.elbo_num_samples,
+    iwae_num_samples=num_samples,
+    iwae_chunk_size=config.eval.iwae_chunk_size,
+    bits_per_dim_dims=num_dims if has_discrete_likelihood(config) else None,
+    progress=True,
+  )
+  summary = {'step': float(step), 'iwae_num_samples': float(num_samples), **summary}
+  if jax.process_index() == 0:
+    out_dir = pathlib.Path(workdir) / 'eval'
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f'step_{step}.json'
+    path.write_text(json.dumps({'dataset': config.data.dataset, 'split': 'test', **summary}, indent=2) + '\n')
+    print(format_table(summary, config), file=sys.stdout)
+    print(f'wrote {path}')
+  return summary
+
+
+def format_table(summary: dict[str, float], config: Any) -> str:
+  """A plain-text table of the bounds with their standard errors."""
+  k = int(summary['iwae_num_samples'])
+  rows = [
+    ('ELBO', 'elbo_nats', 'elbo_bpd'),
+    (f'IWAE bound, K={k}', 'iwae_nats', None),
+    (f'NLL <= -IWAE, K={k}', 'nll_nats', 'nll_bpd'),
+  ]
+  lines = [
+    f'{config.data.dataset} test split, {int(summary["num_examples"])} examples, '
+    f'checkpoint step {int(summary["step"])}',
+    f'{"bound":<22}{"nats/example":>22}{"-bound, bits/dim":>22}',
+  ]
+  for label, nats_key, bpd_key in rows:
+    stderr_key = nats_key if nats_key != 'nll_nats' else 'iwae_nats'
+    nats = f'{summary[nats_key]:.2f} ± {summary[stderr_key + "_stderr"]:.2f}'
+    if bpd_key and bpd_key in summary:
+      bpd = f'{summary[bpd_key]:.4f} ± {summary[bpd_key + "_stderr"]:.4f}'
+    else:
+      bpd = 'n/a (continuous density)' if bpd_key and not has_discrete_likelihood(config) else ''
+    lines.append(f'{label:<22}{nats:>22}{bpd:>22}')
+  lines.append(f'{"  reconstruction":<22}{summary["reconstruction_nats"]:>22.2f}')
+  lines.append(f'{"  KL":<22}{summary["kl_nats"]:>22.2f}')
+  return '\n'.join(lines)

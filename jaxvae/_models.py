@@ -1,0 +1,290 @@
+"""Flax linen encoders and decoders.
+
+Modules only output distribution parameters: the encoder `(loc, log_var)` of
+the Gaussian posterior, the decoder the parameters of the likelihood named by
+`likelihood`. All probability math lives in pure functions elsewhere.
+
+Images are `[B, H, W, C]`; an MLP flattens them, a conv net keeps them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxvae import _likelihoods
+
+LIKELIHOODS = ('bernoulli', 'gaussian', 'discretized_logistic')
+GAUSSIAN_SCALES = ('fixed', 'scalar', 'per_pixel')
+ACTIVATIONS = ('relu', 'tanh', 'elu', 'gelu', 'leaky_relu', 'swish', 'softplus')
+CONV_IMAGE_SIZES = (28, 32, 64, 128)
+# The PixelCNN++ floor on the logistic log-scale, which keeps the bins' mass
+# from collapsing onto a point while the decoder is still poor.
+_MIN_LOGISTIC_LOG_SCALE = -7.0
+
+
+def log_likelihood_fn(likelihood: str) -> Callable[[jax.Array, Any], jax.Array]:
+  """The `(x, decoder_output) -> [..., B]` log-likelihood matching a decoder's `likelihood`."""
+  if likelihood == 'bernoulli':
+    return _likelihoods.bernoulli_log_likelihood
+  if likelihood == 'gaussian':
+    return lambda x, params: _likelihoods.gaussian_log_likelihood(x, *params)
+  if likelihood == 'discretized_logistic':
+    return lambda x, params: _likelihoods.discretized_logistic_log_likelihood(x, *params)
+  raise ValueError(f'unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}.')
+
+
+def mean_image(likelihood: str, decoder_output: Any) -> jax.Array:
+  """The mean of p(x|z) in data space [0, 1], for pictures of samples and reconstructions."""
+  if likelihood == 'bernoulli':
+    return jax.nn.sigmoid(decoder_output)
+  loc, _ = decoder_output
+  return jnp.clip(loc, 0.0, 1.0)
+
+
+def _activation(name: str) -> Callable[[jax.Array], jax.Array]:
+  if name not in ACTIVATIONS:
+    raise ValueError(f'unknown activation {name!r}; choose one of {ACTIVATIONS}.')
+  return getattr(nn, name)
+
+
+def _params_per_pixel(likelihood: str) -> int:
+  return 2 if likelihood == 'discretized_logistic' else 1
+
+
+class _LikelihoodHead(nn.Module):
+  """Turns raw decoder output `[N, *event, P]` into the likelihood's parameters."""
+
+  likelihood: str
+  gaussian_scale: str
+  gaussian_fixed_log_scale: float
+
+  @nn.compact
+  def __call__(self, raw: jax.Array) -> Any:
+    if self.likelihood == 'bernoulli':
+      return raw[..., 0]  # logits [N, *event]
+    if self.likelihood == 'discretized_logistic':
+      return raw[..., 0], jnp.maximum(raw[..., 1], _MIN_LOGISTIC_LOG_SCALE)
+    loc = raw[..., 0]  # [N, *event]
+    if self.gaussian_scale == 'fixed':
+      log_scale = jnp.asarray(self.gaussian_fixed_log_scale, loc.dtype)
+    elif self.gaussian_scale == 'scalar':
+      log_scale = self.param('log_scale', nn.initializers.constant(self.gaussian_fixed_log_scale), ())
+    else:
+      log_scale = self.param('log_scale', nn.initializers.constant(self.gaussian_fixed_log_scale), loc.shape[1:])
+    # Every decoder output leads with N (see jaxvae.elbo), so the shared scale is broadcast.
+    return loc, jnp.broadcast_to(log_scale, loc.shape)
+
+
+class MLPEncoder(nn.Module):
+  """`x [B, *event] -> (loc, log_var)`, each `[B, latent_dim]`: hidden Dense layers, then one linear head."""
+
+  hidden_sizes: Sequence[int]
+  latent_dim: int
+  activation: str = 'relu'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    act = _activation(self.activation)
+    h = x.reshape(x.shape[0], -1)  # [B, prod(event)]
+    for size in self.hidden_sizes:
+      h = act(nn.Dense(size)(h))
+    # One Dense for both heads: a single wider matmul is faster than two.
+    loc_and_log_var = nn.Dense(2 * self.latent_dim)(h)  # [B, 2D]
+    return loc_and_log_var[:, : self.latent_dim], loc_and_log_var[:, self.latent_dim :]
+
+
+class MLPDecoder(nn.Module):
+  """`z [N, latent_dim] ->` likelihood parameters for `[N, *event_shape]`."""
+
+  hidden_sizes: Sequence[int]
+  event_shape: tuple[int, ...]
+  likelihood: str = 'bernoulli'
+  gaussian_scale: str = 'fixed'
+  gaussian_fixed_log_scale: float = 0.0
+  activation: str = 'relu'
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> Any:
+    act = _activation(self.activation)
+    h = z
+    for size in self.hidden_sizes:
+      h = act(nn.Dense(size)(h))
+    per_pixel = _params_per_pixel(self.likelihood)
+    raw = nn.Dense(math.prod(self.event_shape) * per_pixel)(h)
+    raw = raw.reshape(z.shape[0], *self.event_shape, per_pixel)  # [N, *event, P]
+    return _LikelihoodHead(self.likelihood, self.gaussian_scale, self.gaussian_fixed_log_scale)(raw)
+
+
+def _conv_sizes(image_size: int, num_layers: int) -> list[int]:
+  """Spatial sizes through `num_layers` stride-2 'SAME' convolutions: [H, ceil(H/2), ...]."""
+  sizes = [image_size]
+  for _ in range(num_layers):
+    sizes.append(-(-sizes[-1] // 2))
+  return sizes
+
+
+class ConvEncoder(nn.Module):
+  """`x [B, H, W, C] -> (loc, log_var)`: stride-2 4x4 convolutions, a Dense layer, a linear head.
+
+  With `channels=(32, 32, 64, 64)` and `dense_size=256` this is the 64x64
+  encoder of the disentanglement literature (Burgess et al. 2018, Appendix A.1).
+  """
+
+  channels: Sequence[int]
+  dense_size: int
+  latent_dim: int
+  activation: str = 'relu'
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    act = _activation(self.activation)
+    h = x
+    for features in self.channels:
+      h = act(nn.Conv(features, (4, 4), strides=(2, 2), padding='SAME')(h))
+    h = act(nn.Dense(self.dense_size)(h.reshape(h.shape[0], -1)))
+    loc_and_log_var = nn.Dense(2 * self.latent_dim)(h)  # [B, 2D]
+    return loc_and_log_var[:, : self.latent_dim], loc_and_log_var[:, self.latent_dim :]
+
+
+class ConvDecoder(nn.Module):
+  """`z [N, latent_dim] ->` likelihood parameters for `[N, H, W, C]`, the mirror of `ConvEncoder`."""
+
+  channels: Sequence[int]
+  dense_size: int
+  event_shape: tuple[int, ...]
+  likelihood: str = 'bernoulli'
+  gaussian_scale: str = 'fixed'
+  gaussian_fixed_log_scale: float = 0.0
+  activation: str = 'relu'
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> Any:
+    act = _activation(self.activation)
+    height, _, image_channels = self.event_shape
+    sizes = _conv_sizes(height, len(self.channels))  # e.g. 28 -> [28, 14, 7, 4, 2]
+    features = list(reversed(self.channels))
+    h = act(nn.Dense(self.dense_size)(z))
+    h = act(nn.Dense(sizes[-1] * sizes[-1] * features[0])(h))
+    h = h.reshape(z.shape[0], sizes[-1], sizes[-1], features[0])
+    per_pixel = _params_per_pixel(self.likelihood)
+    targets = list(reversed(sizes[:-1]))
+    for i, target in enumerate(targets):
+      last = i == len(targets) - 1
+      out_features = image_channels * per_pixel if last else features[i + 1]
+      h = nn.ConvTranspose(out_features, (4, 4), strides=(2, 2), padding='SAME')(h)
+      # A stride-2 transpose doubles the size; crop where the encoder rounded up (7 -> 4 -> 8).
+      h = h[:, :target, :target]
+      if not last:
+        h = act(h)
+    raw = h.reshape(z.shape[0], *self.event_shape, per_pixel)  # [N, H, W, C, P]
+    return _LikelihoodHead(self.likelihood, self.gaussian_scale, self.gaussian_fixed_log_scale)(raw)
+
+
+class VAE(nn.Module):
+  """An encoder and a decoder under one parameter tree `{'encoder': ..., 'decoder': ...}`.
+
+  Use `encode` and `decode` through `apply(..., method=...)`, or get both as
+  closures over the parameters with `jaxvae.bind_vae`.
+  """
+
+  encoder: nn.Module
+  decoder: nn.Module
+
+  def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return self.encoder(x)
+
+  def decode(self, z: jax.Array) -> Any:
+    return self.decoder(z)
+
+  def __call__(self, x: jax.Array) -> Any:
+    """Decodes the posterior means of `x`: used to initialise every parameter."""
+    loc, _ = self.encode(x)
+    return self.decode(loc)
+
+
+def make_vae(
+  *,
+  architecture: str,
+  event_shape: Sequence[int],
+  latent_dim: int,
+  likelihood: str,
+  activation: str = 'relu',
+  hidden_sizes: Sequence[int] = (400,),
+  conv_channels: Sequence[int] = (32, 32, 64, 64),
+  dense_size: int = 256,
+  gaussian_scale: str = 'fixed',
+  gaussian_fixed_log_scale: float = 0.0,
+) -> VAE:
+  """Builds a `VAE` from model settings (the fields of `config.model`).
+
+  Args:
+    architecture: `'mlp'` or `'conv'`.
+    event_shape: shape of one example, `(H, W, C)` for images.
+    latent_dim: D, the number of latent dimensions.
+    likelihood: one of `LIKELIHOODS`.
+    activation: one of `ACTIVATIONS`.
+    hidden_sizes: MLP hidden widths, encoder order; the decoder mirrors them.
+    conv_channels: conv widths, encoder order (one stride-2 layer each).
+    dense_size: width of the conv nets' Dense layer.
+    gaussian_scale: `'fixed'` (at `gaussian_fixed_log_scale`), `'scalar'` or
+      `'per_pixel'` (learned, initialised there); Gaussian likelihood only.
+    gaussian_fixed_log_scale: log standard deviation of the Gaussian decoder.
+
+  Returns:
+    An unbound `VAE` module.
+
+  Raises:
+    ValueError: for an unknown architecture, likelihood, activation or scale,
+      non-positive sizes, or a conv net on images it does not support.
+  """
+  event_shape = tuple(int(s) for s in event_shape)
+  if likelihood not in LIKELIHOODS:
+    raise ValueError(f'unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}.')
+  if gaussian_scale not in GAUSSIAN_SCALES:
+    raise ValueError(f'unknown gaussian_scale {gaussian_scale!r}; choose one of {GAUSSIAN_SCALES}.')
+  _activation(activation)
+  sizes = {
+    'latent_dim': [latent_dim],
+    'hidden_sizes': list(hidden_sizes),
+    'conv_channels': list(conv_channels),
+    'dense_size': [dense_size],
+  }
+  for name, values in sizes.items():
+    if any(not isinstance(v, int) or v < 1 for v in values):
+      raise ValueError(f'`{name}` must be positive integers; got {values if len(values) > 1 else values[0]!r}.')
+  head = dict(likelihood=likelihood, gaussian_scale=gaussian_scale, gaussian_fixed_log_scale=gaussian_fixed_log_scale)
+  if architecture == 'mlp':
+    encoder = MLPEncoder(tuple(hidden_sizes), latent_dim, activation)
+    decoder = MLPDecoder(tuple(reversed(hidden_sizes)), event_shape, activation=activation, **head)
+  elif architecture == 'conv':
+    if len(event_shape) != 3 or event_shape[0] != event_shape[1] or event_shape[0] not in CONV_IMAGE_SIZES:
+      raise ValueError(
+        f'the conv architecture takes square images of size {CONV_IMAGE_SIZES}, [H, W, C]; '
+        f'got event shape {event_shape}. Use architecture="mlp" or resize the images.'
+      )
+    if not conv_channels:
+      raise ValueError('`conv_channels` must name at least one conv layer for the conv architecture.')
+    encoder = ConvEncoder(tuple(conv_channels), dense_size, latent_dim, activation)
+    decoder = ConvDecoder(tuple(conv_channels), dense_size, event_shape, activation=activation, **head)
+  else:
+    raise ValueError(f"unknown architecture {architecture!r}; choose 'mlp' or 'conv'.")
+  return VAE(encoder=encoder, decoder=decoder)
+
+
+def bind_vae(vae: VAE, params: Any) -> tuple[Callable[[jax.Array], Any], Callable[[jax.Array], Any]]:
+  """The `(encoder, decoder)` callables of `vae` closed over `params`, ready for `jaxvae.elbo`."""
+  variables = {'params': params}
+
+  def encoder(x: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return vae.apply(variables, x, method=VAE.encode)
+
+  def decoder(z: jax.Array) -> Any:
+    return vae.apply(variables, z, method=VAE.decode)
+
+  return encoder, decoder

@@ -1,0 +1,245 @@
+"""Training: state, optimiser, the jit-compiled step, and the `train.py` driver."""
+
+from __future__ import annotations
+
+import functools
+import pathlib
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from jaxvae import _bounds, _checkpoint, _config, _data, _evaluate, _images, _metrics, _models
+
+Params = Any
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs; checkpointed whole."""
+
+  step: jax.Array  # [] int32, steps taken
+  params: Params  # {'encoder': ..., 'decoder': ...}
+  opt_state: optax.OptState
+  rng: jax.Array  # [2] uint32 key data; step i uses fold_in(rng, i)
+
+
+def make_vae(config: ml_collections.ConfigDict) -> _models.VAE:
+  """The VAE of `config.model` for the examples of `config.data.dataset`."""
+  return _models.make_vae(event_shape=_data.DATASETS[config.data.dataset].event_shape, **config.model)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """The optax optimiser named by `config.optim.name` with its schedule, optional clipping, and a guard
+  that skips updates with non-finite gradients."""
+  optim, num_steps = config.optim, config.train.num_train_steps
+  if optim.schedule == 'constant':
+    learning_rate = optim.learning_rate
+  elif optim.schedule == 'cosine':
+    learning_rate = optax.cosine_decay_schedule(optim.learning_rate, num_steps)
+  else:
+    learning_rate = optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, optim.warmup_steps, num_steps)
+  transforms = []
+  if optim.grad_clip_norm > 0:
+    transforms.append(optax.clip_by_global_norm(optim.grad_clip_norm))
+  transforms.append(getattr(optax, optim.name)(learning_rate=learning_rate))
+  return optax.apply_if_finite(optax.chain(*transforms), optim.max_consecutive_nonfinite)
+
+
+def init_state(config: ml_collections.ConfigDict, vae: _models.VAE, tx: optax.GradientTransformation) -> TrainState:
+  params_key, rng = jax.random.split(jax.random.key(config.seed))
+  example = jnp.zeros((1, *_data.DATASETS[config.data.dataset].event_shape), jnp.float32)
+  params = vae.init(params_key, example)['params']
+  return TrainState(
+    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=jax.random.key_data(rng)
+  )
+
+
+def make_train_step(
+  config: ml_collections.ConfigDict, vae: _models.VAE, tx: optax.GradientTransformation
+) -> Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]:
+  """The jit-compiled step `(state, batch [B, *event]) -> (state, metrics)`; it donates `state`.
+
+  Batches arrive as stored (uint8 for 8-bit images) and are scaled to [0, 1]
+  and, with `config.data.binarize='dynamic'`, binarised inside the step.
+  """
+  log_likelihood = _models.log_likelihood_fn(config.model.likelihood)
+  dynamic_binarization = config.data.binarize == 'dynamic'
+  num_samples = config.train.num_samples
+
+  def train_step(state: TrainState, batch: jax.Array) -> tuple[TrainState, Metrics]:
+    data_key, latent_key = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))
+    x = _data.to_unit_interval(batch)
+    if dynamic_binarization:
+      x = _data.binarize(data_key, x)
+
+    def loss_fn(params: Params) -> tuple[jax.Array, _bounds.ElboOutput]:
+      encoder, decoder = _models.bind_vae(vae, params)
+      out = _bounds.elbo(
+        x, encoder=encoder, decoder=decoder, log_likelihood=log_likelihood, key=latent_key, num_samples=num_samples
+      )
+      return -jnp.mean(out.elbo), out
+
+    (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+      'train_loss': loss,
+      'train_reconstruction': jnp.mean(out.reconstruction),
+      'train_kl': jnp.mean(out.kl),
+      'train_grad_norm': optax.global_norm(grads),
+    }
+    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+  return jax.jit(train_step, donate_argnums=0)
+
+
+def _restore_or_init(config, vae, tx, manager, workdir) -> TrainState:
+  state = init_state(config, vae, tx)
+  step = manager.latest_step()
+  if step is None:
+    return state
+  _, stored_config = _checkpoint.latest_run(workdir)
+  _checkpoint.check_resumable(stored_config, config, workdir)
+  return _checkpoint.restore_state(manager, step, state)
+
+
+def restore_for_eval(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, step: int):
+  """The VAE and the `TrainState` saved at `step` in `workdir`, for evaluation."""
+  _config.validate_config(config)
+  vae, tx = make_vae(config), make_optimizer(config)
+  abstract_state = jax.eval_shape(functools.partial(init_state, config, vae, tx))
+  manager = _checkpoint.open_manager(workdir, config=config)
+  try:
+    return vae, _checkpoint.restore_state(manager, step, abstract_state)
+  finally:
+    manager.close()
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> TrainState:
+  """Trains from `config` in `workdir`, resuming from its latest checkpoint if there is one.
+
+  Writes `workdir/config.json`, checkpoints under `workdir/checkpoints`,
+  `metrics.jsonl` and TensorBoard events, and at the end `samples.png` and
+  `reconstructions.png`. Logs the test-set ELBO at every checkpoint.
+
+  Returns:
+    The final `TrainState`.
+
+  Raises:
+    ValueError: for a bad config, or one that differs from the run in `workdir`.
+    FloatingPointError: if the training loss becomes non-finite.
+  """
+  _config.validate_config(config)
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  vae, tx = make_vae(config), make_optimizer(config)
+  manager = _checkpoint.open_manager(workdir, config=config)
+  state = _restore_or_init(config, vae, tx, manager, workdir)
+  first_step, num_steps = int(state.step), config.train.num_train_steps
+  if jax.process_index() == 0:
+    (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n', encoding='utf-8')
+
+  train_images = _data.load_split(config.data.dataset, 'train').images
+  batches = _data.train_batches(
+    train_images,
+    batch_size=config.train.batch_size // jax.process_count(),
+    seed=config.seed,
+    start_step=first_step,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
+  test_data, _ = _evaluate.test_batches(config)
+  train_step = make_train_step(config, vae, tx)
+  writer = _metrics.MetricWriter(workdir)
+  progress = tqdm.tqdm(
+    total=num_steps,
+    initial=first_step,
+    desc='train',
+    unit='step',
+    dynamic_ncols=True,
+    mininterval=0.5 if sys.stderr.isatty() else 30.0,
+    disable=jax.process_index() != 0,
+  )
+  pending: list[Metrics] = []  # device metrics since the last log line; fetched only when logged
+  last_logged = first_step
+  try:
+    for step in range(first_step + 1, num_steps + 1):
+      state, metrics = train_step(state, next(batches))
+      pending.append(metrics)
+      progress.update(1)
+      is_last = step == num_steps
+      checkpoint_due = step % config.train.checkpoint_every == 0 or is_last
+      if step % config.train.log_every == 0 or checkpoint_due:
+        scalars = _mean_metrics(pending, first=last_logged + 1, last=step)
+        pending, last_logged = [], step
+        scalars['train_param_norm'] = float(optax.global_norm(state.params))
+        if checkpoint_due:
+          scalars.update(_test_elbo(config, vae, state.params, test_data, step))
+        writer.write_scalars(step, scalars)
+        progress.set_postfix(loss=f'{scalars["train_loss"]:.2f}', refresh=False)
+      if checkpoint_due:
+        _checkpoint.save(manager, step, state, config, force=is_last)
+    manager.wait_until_finished()
+    if jax.process_index() == 0:
+      _write_images(config, vae, state, test_data, writer, workdir)
+  finally:
+    progress.close()
+    writer.close()
+    manager.close()
+  return state
+
+
+def _mean_metrics(pending: list[Metrics], *, first: int, last: int) -> dict[str, float]:
+  """Averages the metrics of steps `first..last` on the host; raises if the loss was not finite."""
+  means = {name: float(np.mean(values)) for name, values in jax.device_get(_stack(pending)).items()}
+  if not np.isfinite(means['train_loss']):
+    raise FloatingPointError(
+      f'the training loss became non-finite between steps {first} and {last}; the last checkpoint '
+      'before that is kept. Lower config.optim.learning_rate or set config.optim.grad_clip_norm, '
+      "and check the data lie in the likelihood's domain."
+    )
+  return means
+
+
+def _stack(pending: list[Metrics]) -> Metrics:
+  return {name: jnp.stack([m[name] for m in pending]) for name in pending[0]}
+
+
+def _test_elbo(config, vae, params, test_data, step) -> dict[str, float]:
+  encoder, decoder = _models.bind_vae(vae, params)
+  summary = _evaluate.evaluate_bounds(
+    test_data,
+    encoder=encoder,
+    decoder=decoder,
+    log_likelihood=_models.log_likelihood_fn(config.model.likelihood),
+    key=jax.random.fold_in(jax.random.key(config.eval.seed), step),
+    elbo_num_samples=1,
+  )
+  return {'eval_elbo': summary['elbo_nats'], 'eval_kl': summary['kl_nats']}
+
+
+def _write_images(config, vae, state, test_data, writer, workdir) -> None:
+  """PNG grids of prior samples (decoder means) and of test inputs beside their reconstructions."""
+  rows = config.eval.num_image_rows
+  encoder, decoder = _models.bind_vae(vae, state.params)
+  key = jax.random.key(config.eval.seed)
+  z = jax.random.normal(key, (rows * rows, config.model.latent_dim))
+  samples = _models.mean_image(config.model.likelihood, decoder(z))
+  inputs = np.concatenate(test_data)[: rows * rows // 2]
+  loc, _ = encoder(jnp.asarray(inputs))
+  reconstructions = _models.mean_image(config.model.likelihood, decoder(loc))
+  pairs = np.stack([inputs, np.asarray(reconstructions)], axis=1).reshape(-1, *inputs.shape[1:])
+  step = int(state.step)
+  for name, images in (('samples', samples), ('reconstructions', pairs)):
+    grid = _images.image_grid(np.asarray(images), columns=rows)
+    _images.save_png(workdir / f'{name}.png', grid)
+    writer.write_image(step, name, grid)
