@@ -44,7 +44,7 @@ def bernoulli_log_likelihood(x: jax.typing.ArrayLike, logits: jax.typing.ArrayLi
       outside [0, 1].
 
   >>> import jax.numpy as jnp
-  >>> float(bernoulli_log_likelihood(jnp.ones((1, 2)), jnp.zeros((1, 2))))  # 2 log(1/2)
+  >>> float(bernoulli_log_likelihood(jnp.ones((1, 2)), jnp.zeros((1, 2)))[0])  # 2 log(1/2)
   -1.386294...
   """
   _check_data_and_params(x, 'logits', logits)
@@ -77,7 +77,7 @@ def gaussian_log_likelihood(
     ValueError: on non-floating input or shapes that do not broadcast.
 
   >>> import jax.numpy as jnp
-  >>> float(gaussian_log_likelihood(jnp.zeros((1, 1)), jnp.zeros((1, 1)), 0.0))  # -log(2 pi) / 2
+  >>> float(gaussian_log_likelihood(jnp.zeros((1, 1)), jnp.zeros((1, 1)), 0.0)[0])  # -log(2 pi) / 2
   -0.918938...
   """
   _check_data_and_params(x, 'loc', loc)
@@ -213,7 +213,10 @@ def _check_broadcast(name: str, value: jax.Array, target_name: str, target: jax.
 def _poison_out_of_range(x: jax.Array, log_prob: jax.Array, *, low: float, high: float, likelihood: str) -> jax.Array:
   """Raises on concrete out-of-range data; under tracing returns NaN for those examples."""
   if not _checks.is_traced(x):
-    x_min, x_max = float(jnp.min(x)), float(jnp.max(x))
+    # NumPy, not jnp: inside a trace (a scan body, say) jnp would stage even
+    # concrete values into the computation.
+    host_x = np.asarray(x)
+    x_min, x_max = float(host_x.min()), float(host_x.max())
     if not low <= x_min <= x_max <= high:
       raise ValueError(
         f'`x` must lie in [{low:g}, {high:g}] for the {likelihood} likelihood; got values in '

@@ -95,7 +95,7 @@ def make_train_step(
       'train_loss': loss,
       'train_reconstruction': jnp.mean(out.reconstruction),
       'train_kl': jnp.mean(out.kl),
-      'train_grad_norm': optax.global_norm(grads),
+      'train_grad_norm': optax.tree.norm(grads),
     }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
@@ -181,7 +181,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
       if step % config.train.log_every == 0 or checkpoint_due:
         scalars = _mean_metrics(pending, first=last_logged + 1, last=step)
         pending, last_logged = [], step
-        scalars['train_param_norm'] = float(optax.global_norm(state.params))
+        scalars['train_param_norm'] = float(optax.tree.norm(state.params))
         if checkpoint_due:
           scalars.update(_test_elbo(config, vae, state.params, test_data, step))
         writer.write_scalars(step, scalars)

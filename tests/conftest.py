@@ -8,3 +8,24 @@ os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=8')
 import jax  # noqa: E402
 
 jax.config.update('jax_numpy_rank_promotion', 'raise')
+
+import importlib.util  # noqa: E402
+import pathlib  # noqa: E402
+
+import pytest  # noqa: E402
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def load_config(name: str = 'default', variant: str = ''):
+  """`configs/<name>.py`'s `get_config(variant)`, as `--config=configs/<name>.py:<variant>` would load it."""
+  spec = importlib.util.spec_from_file_location(f'configs_{name}', ROOT / 'configs' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant)
+
+
+@pytest.fixture
+def smoke_config():
+  """The tiny `configs/default.py:smoke` config: seconds to train on a CPU."""
+  return load_config('default', 'smoke')

@@ -1,0 +1,71 @@
+"""Config validation: every shipped config is valid; unknown fields and bad values get clear errors."""
+
+import pytest
+from conftest import load_config
+
+import jaxvae
+
+
+@pytest.mark.parametrize('variant', ['', 'smoke'])
+def test_shipped_configs_are_valid(variant):
+  jaxvae.validate_config(load_config('default', variant))
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match="unknown variant 'tiny' of configs/default.py"):
+    load_config('default', 'tiny')
+
+
+@pytest.mark.parametrize(
+  'path, value, message',
+  [
+    ('train.batch_size', 0, r'config.train.batch_size must be an integer >= 1; got 0'),
+    ('optim.learning_rate', -1.0, r'config.optim.learning_rate must be a number > 0; got -1.0'),
+    ('optim.name', 'adamax_typo', r'config.optim.name must be the name of an optax optimiser'),
+    ('data.dataset', 'imagenet', r"config.data.dataset must be one of \('mnist_5k',\); got 'imagenet'"),
+    ('model.hidden_sizes', (400, 0), r'config.model.hidden_sizes must be a tuple of integers >= 1'),
+    ('model.likelihood', 'poisson', r'config.model.likelihood must be one of'),
+    ('seed', 1.5, r'config.seed must be an integer >= 0; got 1.5'),
+  ],
+)
+def test_bad_values(path, value, message):
+  config = load_config()
+  section, _, field = path.rpartition('.')
+  target = config[section] if section else config
+  with config.ignore_type():
+    target[field] = value
+  with pytest.raises(ValueError, match=message):
+    jaxvae.validate_config(config)
+
+
+def test_unknown_and_missing_fields():
+  config = load_config()
+  with config.unlocked():
+    config.train.batch_sise = 3
+  with pytest.raises(
+    ValueError, match=r"unknown config field 'train.batch_sise'; known fields here: .*train.batch_size"
+  ):
+    jaxvae.validate_config(config)
+  config = load_config()
+  with config.unlocked():
+    del config.eval['seed']
+  with pytest.raises(ValueError, match="config field 'eval.seed' is missing"):
+    jaxvae.validate_config(config)
+
+
+def test_likelihood_must_match_data():
+  config = load_config()
+  config.data.binarize = 'none'
+  with pytest.raises(ValueError, match="a Bernoulli likelihood needs binary data.*set config.data.binarize='dynamic'"):
+    jaxvae.validate_config(config)
+  config = load_config()
+  config.model.likelihood = 'discretized_logistic'
+  with pytest.raises(ValueError, match='discretised-logistic likelihood models 8-bit pixel values'):
+    jaxvae.validate_config(config)
+
+
+def test_warmup_shorter_than_training():
+  config = load_config()
+  config.optim.schedule, config.optim.warmup_steps = 'warmup_cosine', 10_000
+  with pytest.raises(ValueError, match=r'config.optim.warmup_steps \(10000\) must be smaller'):
+    jaxvae.validate_config(config)

@@ -1,0 +1,14 @@
+"""The examples in the public docstrings run and print what they say."""
+
+import doctest
+
+import pytest
+
+from jaxvae import _bounds, _data, _gaussian, _likelihoods
+
+
+@pytest.mark.parametrize('module', [_bounds, _data, _gaussian, _likelihoods], ids=lambda m: m.__name__)
+def test_docstring_examples(module):
+  results = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+  assert results.attempted > 0 or module is _data
+  assert results.failed == 0
