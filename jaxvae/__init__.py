@@ -22,7 +22,16 @@ from jaxvae._likelihoods import (
   gaussian_log_likelihood,
   nats_to_bits_per_dim,
 )
-from jaxvae._models import VAE, ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, bind_vae, make_vae
+from jaxvae._models import (
+  VAE,
+  ConvDecoder,
+  ConvEncoder,
+  LikelihoodHead,
+  MLPDecoder,
+  MLPEncoder,
+  bind_vae,
+  make_vae,
+)
 from jaxvae._train import TrainState, train_and_evaluate
 
 __version__ = '0.1.0'
@@ -32,6 +41,7 @@ __all__ = (
   'ConvDecoder',
   'ConvEncoder',
   'ElboOutput',
+  'LikelihoodHead',
   'MLPDecoder',
   'MLPEncoder',
   'TrainState',

@@ -53,16 +53,21 @@ def _activation(name: str) -> Callable[[jax.Array], jax.Array]:
   return getattr(nn, name)
 
 
-def _params_per_pixel(likelihood: str) -> int:
-  return 2 if likelihood == 'discretized_logistic' else 1
+class LikelihoodHead(nn.Module):
+  """Turns raw decoder output `[N, *event, P]` into the parameters of `likelihood`.
 
+  `gaussian_scale` is `'fixed'` (at `gaussian_fixed_log_scale`), or learned
+  from that initial value as one `'scalar'` or `'per_pixel'`.
+  """
 
-class _LikelihoodHead(nn.Module):
-  """Turns raw decoder output `[N, *event, P]` into the likelihood's parameters."""
+  likelihood: str = 'bernoulli'
+  gaussian_scale: str = 'fixed'
+  gaussian_fixed_log_scale: float = 0.0
 
-  likelihood: str
-  gaussian_scale: str
-  gaussian_fixed_log_scale: float
+  @property
+  def params_per_pixel(self) -> int:
+    """P: raw decoder outputs per pixel."""
+    return 2 if self.likelihood == 'discretized_logistic' else 1
 
   @nn.compact
   def __call__(self, raw: jax.Array) -> Any:
@@ -104,9 +109,7 @@ class MLPDecoder(nn.Module):
 
   hidden_sizes: Sequence[int]
   event_shape: tuple[int, ...]
-  likelihood: str = 'bernoulli'
-  gaussian_scale: str = 'fixed'
-  gaussian_fixed_log_scale: float = 0.0
+  head: LikelihoodHead
   activation: str = 'relu'
 
   @nn.compact
@@ -115,10 +118,9 @@ class MLPDecoder(nn.Module):
     h = z
     for size in self.hidden_sizes:
       h = act(nn.Dense(size)(h))
-    per_pixel = _params_per_pixel(self.likelihood)
+    per_pixel = self.head.params_per_pixel
     raw = nn.Dense(math.prod(self.event_shape) * per_pixel)(h)
-    raw = raw.reshape(z.shape[0], *self.event_shape, per_pixel)  # [N, *event, P]
-    return _LikelihoodHead(self.likelihood, self.gaussian_scale, self.gaussian_fixed_log_scale)(raw)
+    return self.head(raw.reshape(z.shape[0], *self.event_shape, per_pixel))  # raw: [N, *event, P]
 
 
 def _conv_sizes(image_size: int, num_layers: int) -> list[int]:
@@ -158,9 +160,7 @@ class ConvDecoder(nn.Module):
   channels: Sequence[int]
   dense_size: int
   event_shape: tuple[int, ...]
-  likelihood: str = 'bernoulli'
-  gaussian_scale: str = 'fixed'
-  gaussian_fixed_log_scale: float = 0.0
+  head: LikelihoodHead
   activation: str = 'relu'
 
   @nn.compact
@@ -172,7 +172,7 @@ class ConvDecoder(nn.Module):
     h = act(nn.Dense(self.dense_size)(z))
     h = act(nn.Dense(sizes[-1] * sizes[-1] * features[0])(h))
     h = h.reshape(z.shape[0], sizes[-1], sizes[-1], features[0])
-    per_pixel = _params_per_pixel(self.likelihood)
+    per_pixel = self.head.params_per_pixel
     targets = list(reversed(sizes[:-1]))
     for i, target in enumerate(targets):
       last = i == len(targets) - 1
@@ -182,8 +182,7 @@ class ConvDecoder(nn.Module):
       h = h[:, :target, :target]
       if not last:
         h = act(h)
-    raw = h.reshape(z.shape[0], *self.event_shape, per_pixel)  # [N, H, W, C, P]
-    return _LikelihoodHead(self.likelihood, self.gaussian_scale, self.gaussian_fixed_log_scale)(raw)
+    return self.head(h.reshape(z.shape[0], *self.event_shape, per_pixel))  # raw: [N, H, W, C, P]
 
 
 class VAE(nn.Module):
@@ -258,10 +257,10 @@ def make_vae(
   for name, values in sizes.items():
     if any(not isinstance(v, int) or v < 1 for v in values):
       raise ValueError(f'`{name}` must be positive integers; got {values if len(values) > 1 else values[0]!r}.')
-  head = dict(likelihood=likelihood, gaussian_scale=gaussian_scale, gaussian_fixed_log_scale=gaussian_fixed_log_scale)
+  head = LikelihoodHead(likelihood, gaussian_scale, gaussian_fixed_log_scale)
   if architecture == 'mlp':
     encoder = MLPEncoder(tuple(hidden_sizes), latent_dim, activation)
-    decoder = MLPDecoder(tuple(reversed(hidden_sizes)), event_shape, activation=activation, **head)
+    decoder = MLPDecoder(tuple(reversed(hidden_sizes)), event_shape, head, activation)
   elif architecture == 'conv':
     if len(event_shape) != 3 or event_shape[0] != event_shape[1] or event_shape[0] not in CONV_IMAGE_SIZES:
       raise ValueError(
@@ -271,7 +270,7 @@ def make_vae(
     if not conv_channels:
       raise ValueError('`conv_channels` must name at least one conv layer for the conv architecture.')
     encoder = ConvEncoder(tuple(conv_channels), dense_size, latent_dim, activation)
-    decoder = ConvDecoder(tuple(conv_channels), dense_size, event_shape, activation=activation, **head)
+    decoder = ConvDecoder(tuple(conv_channels), dense_size, event_shape, head, activation)
   else:
     raise ValueError(f"unknown architecture {architecture!r}; choose 'mlp' or 'conv'.")
   return VAE(encoder=encoder, decoder=decoder)

@@ -57,7 +57,7 @@ class ShapeTest(chex.TestCase):
       gaussian_fixed_log_scale=-1.0,
     )
     params = vae.init(jax.random.key(0), jnp.zeros((1, 4, 4, 1)))['params']
-    learned = params['decoder'].get('_LikelihoodHead_0', {}).get('log_scale')
+    learned = params['decoder'].get('head', {}).get('log_scale')
     if gaussian_scale == 'fixed':
       assert learned is None
     else:
