@@ -39,7 +39,6 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.optim.schedule = 'constant'  # 'constant', 'cosine' or 'warmup_cosine'
   config.optim.warmup_steps = 0  # for 'warmup_cosine'
   config.optim.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 disables clipping
-  config.optim.max_consecutive_nonfinite = 5  # non-finite updates skipped in a row before giving up
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128

@@ -68,7 +68,6 @@ _SCHEMA: Mapping[str, _Check] = {
   'optim.schedule': _one_of(SCHEDULES),
   'optim.warmup_steps': _int_at_least(0),
   'optim.grad_clip_norm': _non_negative_number(),
-  'optim.max_consecutive_nonfinite': _int_at_least(1),
   'train.batch_size': _int_at_least(1),
   'train.num_train_steps': _int_at_least(1),
   'train.num_samples': _int_at_least(1),

@@ -48,8 +48,11 @@ def bernoulli_log_likelihood(x: jax.typing.ArrayLike, logits: jax.typing.ArrayLi
   -1.386294...
   """
   _check_data_and_params(x, 'logits', logits)
-  x, logits = jnp.asarray(x), jnp.asarray(logits)
-  log_prob = jnp.sum(_align(x, logits) * logits - jax.nn.softplus(logits), axis=_event_axes(x))
+  x, logits = _flatten_events(jnp.asarray(x), jnp.asarray(logits))
+  # softplus(l) = max(l, 0) + log1p(exp(-|l|)): exact for any l, and fuses
+  # into fewer operations than jax.nn.softplus (logaddexp's inf handling).
+  softplus = jnp.maximum(logits, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+  log_prob = jnp.sum(_align(x, logits) * logits - softplus, axis=-1)
   return _poison_out_of_range(x, log_prob, low=0.0, high=1.0, likelihood='Bernoulli')
 
 
@@ -84,10 +87,11 @@ def gaussian_log_likelihood(
   _checks.check_floating('log_scale', log_scale)
   x, loc, log_scale = jnp.asarray(x), jnp.asarray(loc), jnp.asarray(log_scale)
   _check_broadcast('log_scale', log_scale, 'loc', loc)
-  log_scale = _checks.with_leading_axes(log_scale, loc.ndim)
+  log_scale = jnp.broadcast_to(log_scale, loc.shape)
+  x, loc, log_scale = _flatten_events(x, loc, log_scale)
   standardized = (_align(x, loc) - loc) * jnp.exp(-log_scale)
   log_density = -0.5 * (jnp.square(standardized) + _LOG_2PI) - log_scale
-  return jnp.sum(log_density, axis=_event_axes(x))
+  return jnp.sum(log_density, axis=-1)
 
 
 def discretized_logistic_log_likelihood(
@@ -141,9 +145,10 @@ def discretized_logistic_log_likelihood(
     raise ValueError(f'`num_bins` must be an integer >= 2; got {num_bins!r}.')
   x, loc, log_scale = jnp.asarray(x), jnp.asarray(loc), jnp.asarray(log_scale)
   _check_broadcast('log_scale', log_scale, 'loc', loc)
+  x, loc, log_scale = _flatten_events(x, loc, jnp.broadcast_to(log_scale, loc.shape))
   half_bin = 0.5 / (num_bins - 1)
   x_aligned = _align(x, loc)
-  inv_scale = jnp.exp(-_checks.with_leading_axes(log_scale, loc.ndim))
+  inv_scale = jnp.exp(-log_scale)
   upper = (x_aligned - loc + half_bin) * inv_scale  # a: standardised upper bin edge
   lower = (x_aligned - loc - half_bin) * inv_scale  # b: standardised lower bin edge
   log_cdf_upper = jax.nn.log_sigmoid(upper)
@@ -156,7 +161,7 @@ def discretized_logistic_log_likelihood(
     log_cdf_upper,
     jnp.where(x_aligned > 1.0 - half_bin, log_survival_lower, interior),
   )
-  log_prob = jnp.sum(log_prob, axis=_event_axes(x))
+  log_prob = jnp.sum(log_prob, axis=-1)
   return _poison_out_of_range(x, log_prob, low=0.0, high=1.0, likelihood='discretised-logistic')
 
 
@@ -183,10 +188,16 @@ def _align(x: jax.Array, params: jax.Array) -> jax.Array:
   return _checks.with_leading_axes(x, params.ndim)
 
 
-def _event_axes(x: jax.Array) -> tuple[int, ...]:
-  # The event axes are the trailing axes of x after its batch axis; decoder
-  # outputs may carry extra leading sample axes, so count from the end.
-  return tuple(range(-(x.ndim - 1), 0))
+def _flatten_events(x: jax.Array, *params: jax.Array) -> tuple[jax.Array, ...]:
+  """`x` `[B, *event]` as `[B, E]` and each `[..., B, *event]` as `[..., B, E]`.
+
+  Reducing one contiguous axis is far faster on CPU than reducing several
+  (e.g. 28, 28, 1): XLA otherwise picks layouts that cost more than the
+  decoder's matmuls.
+  """
+  event_ndim = x.ndim - 1
+  flat = [p.reshape(*p.shape[: p.ndim - event_ndim], -1) for p in params]
+  return (x.reshape(x.shape[0], -1), *flat)
 
 
 def _check_data_and_params(x: jax.typing.ArrayLike, params_name: str, params: jax.typing.ArrayLike) -> None:
@@ -224,5 +235,5 @@ def _poison_out_of_range(x: jax.Array, log_prob: jax.Array, *, low: float, high:
         'Bernoulli decoder), or choose a likelihood that matches the data.'
       )
     return log_prob
-  in_range = jnp.all((x >= low) & (x <= high), axis=_event_axes(x))  # [..., B]
+  in_range = jnp.all((x >= low) & (x <= high), axis=-1)  # x: [B, E] -> [B]
   return jnp.where(_checks.with_leading_axes(in_range, log_prob.ndim), log_prob, jnp.nan)
