@@ -98,9 +98,8 @@ def binarize(key: jax.Array, x: jax.typing.ArrayLike) -> jax.Array:
   r"""Dynamic binarisation: an independent Bernoulli(x) draw for every pixel.
 
   The draw compares `x` with :math:`u = (b + \tfrac12) / 2^{16}` for uniform
-  16-bit integers `b`, so `P(1) = x` exactly for `x = 0` and `x = 1` and
-  within :math:`2^{-17}` for every other value, at a quarter of the random
-  bits of a float32 uniform.
+  16-bit integers `b`; `u` is exact in float32, so `P(1) = x` exactly for
+  `x = 0` and `x = 1` and within :math:`2^{-17}` for every other value.
 
   Args:
     key: PRNG key.
@@ -110,8 +109,7 @@ def binarize(key: jax.Array, x: jax.typing.ArrayLike) -> jax.Array:
     A float array of 0s and 1s with the shape and dtype of `x`.
   """
   x = jnp.asarray(x)
-  # One flat draw: threefry counters over a multi-axis shape cost more than the draw.
-  bits = jax.random.bits(key, (x.size,), jnp.uint16).reshape(x.shape)
+  bits = jax.random.bits(key, x.shape, jnp.uint16)
   uniform = (bits.astype(jnp.float32) + 0.5) * (1.0 / 65536.0)
   return (uniform < x).astype(x.dtype)
 

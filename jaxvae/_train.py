@@ -94,13 +94,20 @@ def make_train_step(
       return -jnp.mean(out.elbo), out
 
     (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
+    grad_norm = optax.tree.norm(grads)
+
+    def update(params: Params, opt_state: optax.OptState) -> tuple[Params, optax.OptState]:
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+    finite = jnp.isfinite(grad_norm)  # false if any gradient is inf or NaN
+    params, opt_state = jax.lax.cond(finite, update, lambda *kept: kept, state.params, state.opt_state)
     metrics = {
       'train_loss': loss,
       'train_reconstruction': jnp.mean(out.reconstruction),
       'train_kl': jnp.mean(out.kl),
-      'train_grad_norm': optax.tree.norm(grads),
+      'train_grad_norm': grad_norm,
+      'train_skipped_updates': 1.0 - finite.astype(jnp.float32),  # its mean: the fraction skipped
     }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
