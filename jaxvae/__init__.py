@@ -7,7 +7,7 @@ divergences, likelihoods, reparameterised sampling) that work under `jit`,
 
 from jaxvae._bounds import ElboOutput, elbo, iwae_bound
 from jaxvae._config import validate_config
-from jaxvae._data import binarize
+from jaxvae._data import binarize, dequantize
 from jaxvae._evaluate import evaluate, evaluate_bounds
 from jaxvae._gaussian import (
   diag_gaussian_log_prob,
@@ -48,6 +48,7 @@ __all__ = (
   'bernoulli_log_likelihood',
   'binarize',
   'bind_vae',
+  'dequantize',
   'diag_gaussian_log_prob',
   'discretized_logistic_log_likelihood',
   'elbo',

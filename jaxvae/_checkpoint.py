@@ -19,6 +19,8 @@ from jaxvae import _config
 # logs and saves, and how it is evaluated. Anything else would make the
 # restored state mean something different.
 _RESUMABLE_CHANGES = (
+  'data.data_dir',
+  'data.read_threads',
   'train.num_train_steps',
   'train.log_every',
   'train.checkpoint_every',
@@ -42,17 +44,41 @@ def open_manager(workdir: str | pathlib.Path, *, config: ml_collections.ConfigDi
 
 
 def save(
-  manager: ocp.CheckpointManager, step: int, state: Any, config: ml_collections.ConfigDict, *, force: bool = False
+  manager: ocp.CheckpointManager,
+  step: int,
+  state: Any,
+  config: ml_collections.ConfigDict,
+  *,
+  data_iterator: Any,
+  force: bool = False,
 ) -> bool:
-  """Saves `state` and the config at `step` if the interval (or `force`) says so; returns whether it did."""
-  args = ocp.args.Composite(state=ocp.args.StandardSave(state), config=ocp.args.JsonSave(config.to_dict()))
+  """Saves `state`, the config and the input pipeline's position at `step` if the interval (or `force`) says so.
+
+  Returns:
+    Whether it saved.
+  """
+  import grain  # pylint: disable=import-outside-toplevel
+
+  args = ocp.args.Composite(
+    state=ocp.args.StandardSave(state),
+    config=ocp.args.JsonSave(config.to_dict()),
+    data_iterator=grain.checkpoint.CheckpointSave(data_iterator),
+  )
   return manager.save(step, args=args, force=force)
 
 
-def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any) -> Any:
-  """Restores the state saved at `step` into the structure of `abstract_state` (e.g. from `jax.eval_shape`)."""
-  restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
-  return restored['state']
+def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any, *, data_iterator: Any = None) -> Any:
+  """Restores the state saved at `step` into the structure of `abstract_state` (e.g. from `jax.eval_shape`).
+
+  With `data_iterator`, also moves that grain iterator to the position saved
+  with the state.
+  """
+  import grain  # pylint: disable=import-outside-toplevel
+
+  items = {'state': ocp.args.StandardRestore(abstract_state)}
+  if data_iterator is not None:
+    items['data_iterator'] = grain.checkpoint.CheckpointRestore(data_iterator)
+  return manager.restore(step, args=ocp.args.Composite(**items))['state']
 
 
 def latest_run(workdir: str | pathlib.Path) -> tuple[int, ml_collections.ConfigDict]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -29,6 +30,10 @@ def _number() -> _Check:
   return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)), 'a number'
 
 
+def _string() -> _Check:
+  return (lambda v: isinstance(v, str)), 'a string'
+
+
 def _one_of(choices: tuple[str, ...]) -> _Check:
   return (lambda v: v in choices), f'one of {choices}'
 
@@ -48,12 +53,19 @@ def _optax_optimizer() -> _Check:
   return (lambda v: isinstance(v, str) and callable(getattr(optax, v, None))), 'the name of an optax optimiser'
 
 
-SCHEDULES = ('constant', 'cosine', 'warmup_cosine')
+SCHEDULES = ('constant', 'cosine', 'warmup_cosine', 'iwae')
 
 _SCHEMA: Mapping[str, _Check] = {
   'seed': _int_at_least(0),
   'data.dataset': _one_of(tuple(_data.DATASETS)),
+  'data.data_dir': _string(),
+  'data.train_split': _string(),
+  'data.eval_split': _string(),
+  'data.crop_size': _int_at_least(0),
+  'data.image_size': _int_at_least(0),
   'data.binarize': _one_of(_data.BINARIZATIONS),
+  'data.dequantize': _one_of(_data.DEQUANTIZATIONS),
+  'data.read_threads': _int_at_least(1),
   'model.architecture': _one_of(('mlp', 'conv')),
   'model.latent_dim': _int_at_least(1),
   'model.hidden_sizes': _widths(allow_empty=True),
@@ -68,6 +80,7 @@ _SCHEMA: Mapping[str, _Check] = {
   'optim.schedule': _one_of(SCHEDULES),
   'optim.warmup_steps': _int_at_least(0),
   'optim.grad_clip_norm': _non_negative_number(),
+  'optim.eps': _non_negative_number(),
   'train.batch_size': _int_at_least(1),
   'train.num_train_steps': _int_at_least(1),
   'train.num_samples': _int_at_least(1),
@@ -103,17 +116,37 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if not is_valid(flat[path]):
       raise ValueError(f'config.{path} must be {expectation}; got {flat[path]!r}.')
 
+  if config.optim.eps > 0 and 'eps' not in inspect.signature(getattr(optax, config.optim.name)).parameters:
+    raise ValueError(f'optax.{config.optim.name} takes no eps; set config.optim.eps=0 (got {config.optim.eps}).')
   if config.optim.schedule == 'warmup_cosine' and config.optim.warmup_steps >= config.train.num_train_steps:
     raise ValueError(
       f'config.optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than '
       f'config.train.num_train_steps ({config.train.num_train_steps}).'
     )
-  dataset = _data.DATASETS[config.data.dataset]
-  binary = dataset.binary or config.data.binarize == 'dynamic'
+  _data.check_data_config(config.data)
+  _check_preprocessing(config)
+
+
+def _check_preprocessing(config: ml_collections.ConfigDict) -> None:
+  """The data's preprocessing must give what the likelihood models."""
+  data = config.data
+  dataset = _data.DATASETS[data.dataset]
+  if dataset.binary and (data.binarize != 'none' or data.dequantize != 'none'):
+    raise ValueError(
+      f"{data.dataset!r} is already binary: set config.data.binarize='none' and config.data.dequantize='none'."
+    )
+  if data.binarize == 'dynamic' and data.dequantize != 'none':
+    raise ValueError("config.data.binarize='dynamic' and config.data.dequantize='uniform' exclude each other.")
+  if data.dequantize == 'uniform' and config.model.likelihood != 'gaussian':
+    raise ValueError(
+      'uniform dequantisation makes continuous data, for a density such as the Gaussian likelihood; the '
+      f"{config.model.likelihood} likelihood models discrete data: set config.data.dequantize='none'."
+    )
+  binary = dataset.binary or data.binarize == 'dynamic'
   if config.model.likelihood == 'bernoulli' and not binary:
     raise ValueError(
-      f'a Bernoulli likelihood needs binary data, but {config.data.dataset!r} is grey-valued and '
-      f"config.data.binarize is {config.data.binarize!r}; set config.data.binarize='dynamic'."
+      f'a Bernoulli likelihood needs binary data, but {data.dataset!r} is grey-valued and '
+      f"config.data.binarize is {data.binarize!r}; set config.data.binarize='dynamic'."
     )
   if config.model.likelihood == 'discretized_logistic' and binary:
     raise ValueError(

@@ -107,19 +107,14 @@ def _mean_and_stderr(name: str, values: np.ndarray) -> dict[str, float]:
   return {name: float(values.mean()), f'{name}_stderr': float(stderr)}
 
 
-def test_batches(config: Any) -> tuple[list[np.ndarray], int]:
-  """The test split as float32 batches in the likelihood's domain, and the dimensions per example.
+def test_batches(config: Any) -> tuple[_data.EvalBatches, int]:
+  """The evaluation split as float32 batches in the likelihood's domain, and the dimensions per example.
 
-  Binarised runs get the fixed binarisation of the test set, so every model
-  is scored on the same binary digits.
+  Binarised and dequantised runs get noise fixed per example, so every model
+  is scored on the same data.
   """
-  images = _data.load_split(config.data.dataset, 'test').images
-  if config.data.binarize == 'dynamic':
-    data = _data.binarize_fixed(images)
-  else:
-    data = np.asarray(_data.to_unit_interval(images))
-  size = config.eval.batch_size
-  return [data[i : i + size] for i in range(0, len(data), size)], math.prod(images.shape[1:])
+  batches = _data.eval_batches(config.data, batch_size=config.eval.batch_size)
+  return batches, math.prod(_data.event_shape(config.data))
 
 
 def has_discrete_likelihood(config: Any) -> bool:

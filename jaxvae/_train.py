@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import itertools
+import math
 import pathlib
 import sys
 from collections.abc import Callable
@@ -34,7 +36,7 @@ class TrainState:
 
 def make_vae(config: ml_collections.ConfigDict) -> _models.VAE:
   """The VAE of `config.model` for the examples of `config.data.dataset`."""
-  return _models.make_vae(event_shape=_data.DATASETS[config.data.dataset].event_shape, **config.model)
+  return _models.make_vae(event_shape=_data.event_shape(config.data), **config.model)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -45,23 +47,39 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
   does the same with extra passes over every parameter, ~15% of a step of the
   default model.
   """
-  optim, num_steps = config.optim, config.train.num_train_steps
-  if optim.schedule == 'constant':
-    learning_rate = optim.learning_rate
-  elif optim.schedule == 'cosine':
-    learning_rate = optax.cosine_decay_schedule(optim.learning_rate, num_steps)
-  else:
-    learning_rate = optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, optim.warmup_steps, num_steps)
+  optim = config.optim
   transforms = []
   if optim.grad_clip_norm > 0:
     transforms.append(optax.clip_by_global_norm(optim.grad_clip_norm))
-  transforms.append(getattr(optax, optim.name)(learning_rate=learning_rate))
+  options = {'eps': optim.eps} if optim.eps > 0 else {}
+  transforms.append(getattr(optax, optim.name)(learning_rate=learning_rate_schedule(config), **options))
   return optax.chain(*transforms)
+
+
+# The IWAE paper's schedule (Burda et al. 2016, Section 5): 8 stages, stage i
+# lasting 3^i epochs at a learning rate of 10^(-i/7) times the initial one.
+IWAE_SCHEDULE_STAGES = 8
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.ScalarOrSchedule:
+  """`config.optim.learning_rate` under `config.optim.schedule`, as a function of the step."""
+  optim, num_steps = config.optim, config.train.num_train_steps
+  if optim.schedule == 'constant':
+    return optim.learning_rate
+  if optim.schedule == 'cosine':
+    return optax.cosine_decay_schedule(optim.learning_rate, num_steps)
+  if optim.schedule == 'warmup_cosine':
+    return optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, optim.warmup_steps, num_steps)
+  steps_per_epoch = _data.DATASETS[config.data.dataset].splits[config.data.train_split] // config.train.batch_size
+  stage_ends = np.cumsum([3**i for i in range(IWAE_SCHEDULE_STAGES - 1)]) * steps_per_epoch
+  return optax.piecewise_constant_schedule(
+    optim.learning_rate, {int(end): 10 ** (-1 / (IWAE_SCHEDULE_STAGES - 1)) for end in stage_ends}
+  )
 
 
 def init_state(config: ml_collections.ConfigDict, vae: _models.VAE, tx: optax.GradientTransformation) -> TrainState:
   params_key, rng = jax.random.split(jax.random.key(config.seed))
-  example = jnp.zeros((1, *_data.DATASETS[config.data.dataset].event_shape), jnp.float32)
+  example = jnp.zeros((1, *_data.event_shape(config.data)), jnp.float32)
   params = vae.init(params_key, example)['params']
   return TrainState(
     step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=jax.random.key_data(rng)
@@ -71,20 +89,17 @@ def init_state(config: ml_collections.ConfigDict, vae: _models.VAE, tx: optax.Gr
 def make_train_step(
   config: ml_collections.ConfigDict, vae: _models.VAE, tx: optax.GradientTransformation
 ) -> Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]:
-  """The jit-compiled step `(state, batch [B, *event]) -> (state, metrics)`; it donates `state`.
+  """The jit-compiled step `(state, batch) -> (state, metrics)`; it donates `state`.
 
-  Batches arrive as stored (uint8 for 8-bit images) and are scaled to [0, 1]
-  and, with `config.data.binarize='dynamic'`, binarised inside the step.
+  `batch['image']` `[B, H, W, C]` arrives as stored (uint8) and is scaled,
+  binarised or dequantised inside the step as `config.data` says.
   """
   log_likelihood = _models.log_likelihood_fn(config.model.likelihood)
-  dynamic_binarization = config.data.binarize == 'dynamic'
   num_samples = config.train.num_samples
 
-  def train_step(state: TrainState, batch: jax.Array) -> tuple[TrainState, Metrics]:
+  def train_step(state: TrainState, batch: _data.Batch) -> tuple[TrainState, Metrics]:
     data_key, latent_key = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))
-    x = _data.to_unit_interval(batch)
-    if dynamic_binarization:
-      x = _data.binarize(data_key, x)
+    x = _data.prepare_train_images(data_key, batch['image'], data=config.data)
 
     def loss_fn(params: Params) -> tuple[jax.Array, _bounds.ElboOutput]:
       encoder, decoder = _models.bind_vae(vae, params)
@@ -114,14 +129,22 @@ def make_train_step(
   return jax.jit(train_step, donate_argnums=0)
 
 
-def _restore_or_init(config, vae, tx, manager, workdir) -> TrainState:
+def _restore_or_init(config, vae, tx, manager, workdir, data_iterator) -> TrainState:
+  """The latest checkpoint's state, with `data_iterator` moved to its position; or a fresh state."""
   state = init_state(config, vae, tx)
   step = manager.latest_step()
   if step is None:
     return state
   _, stored_config = _checkpoint.latest_run(workdir)
   _checkpoint.check_resumable(stored_config, config, workdir)
-  return _checkpoint.restore_state(manager, step, state)
+  state = _checkpoint.restore_state(manager, step, state, data_iterator=data_iterator)
+  position = data_iterator.get_state()['next_index']
+  if position != int(state.step):
+    raise ValueError(
+      f'the checkpoint at step {int(state.step)} in {workdir} saved the input pipeline at batch {position}; '
+      'the checkpoint is inconsistent. Resume from an earlier checkpoint (delete the later ones) or start afresh.'
+    )
+  return state
 
 
 def restore_for_eval(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, step: int):
@@ -154,22 +177,21 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
   vae, tx = make_vae(config), make_optimizer(config)
+  batches = _data.train_batches(
+    _data.open_source(config.data, config.data.train_split),
+    batch_size=config.train.batch_size // jax.process_count(),
+    seed=config.seed,
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+    in_memory=_data.DATASETS[config.data.dataset].in_memory,
+    num_threads=config.data.read_threads,
+  )
+  test_data, _ = _evaluate.test_batches(config)
   manager = _checkpoint.open_manager(workdir, config=config)
-  state = _restore_or_init(config, vae, tx, manager, workdir)
+  state = _restore_or_init(config, vae, tx, manager, workdir, batches)
   first_step, num_steps = int(state.step), config.train.num_train_steps
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n', encoding='utf-8')
-
-  train_images = _data.load_split(config.data.dataset, 'train').images
-  batches = _data.train_batches(
-    train_images,
-    batch_size=config.train.batch_size // jax.process_count(),
-    seed=config.seed,
-    start_step=first_step,
-    process_index=jax.process_index(),
-    process_count=jax.process_count(),
-  )
-  test_data, _ = _evaluate.test_batches(config)
   train_step = make_train_step(config, vae, tx)
   writer = _metrics.MetricWriter(workdir)
   progress = tqdm.tqdm(
@@ -199,7 +221,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         writer.write_scalars(step, scalars)
         progress.set_postfix(loss=f'{scalars["train_loss"]:.2f}', refresh=False)
       if checkpoint_due:
-        _checkpoint.save(manager, step, state, config, force=is_last)
+        _checkpoint.save(manager, step, state, config, data_iterator=batches, force=is_last)
     manager.wait_until_finished()
     if jax.process_index() == 0:
       _write_images(config, vae, state, test_data, writer, workdir)
@@ -246,7 +268,8 @@ def _write_images(config, vae, state, test_data, writer, workdir) -> None:
   key = jax.random.key(config.eval.seed)
   z = jax.random.normal(key, (rows * rows, config.model.latent_dim))
   samples = _models.mean_image(config.model.likelihood, decoder(z))
-  inputs = np.concatenate(test_data)[: rows * rows // 2]
+  inputs = np.concatenate(list(itertools.islice(test_data, math.ceil(rows * rows / 2 / test_data.batch_size))))
+  inputs = inputs[: rows * rows // 2]
   loc, _ = encoder(jnp.asarray(inputs))
   reconstructions = _models.mean_image(config.model.likelihood, decoder(loc))
   pairs = np.stack([inputs, np.asarray(reconstructions)], axis=1).reshape(-1, *inputs.shape[1:])

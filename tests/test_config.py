@@ -1,14 +1,42 @@
 """Config validation: every shipped config is valid; unknown fields and bad values get clear errors."""
 
+import numpy as np
 import pytest
 from conftest import load_config
 
 import jaxvae
 
 
-@pytest.mark.parametrize('variant', ['', 'smoke'])
-def test_shipped_configs_are_valid(variant):
-  jaxvae.validate_config(load_config('default', variant))
+@pytest.mark.parametrize(
+  'name, variant',
+  [
+    ('default', ''),
+    ('default', 'smoke'),
+    ('mnist', ''),
+    ('mnist', 'binarized'),
+    ('mnist', 'binarized,smoke'),
+    ('celeba', ''),
+    ('celeba', '64'),
+    ('celeba', 'gaussian'),
+    ('celeba', '64,gaussian,smoke'),
+    ('dsprites', ''),
+    ('dsprites', 'smoke'),
+  ],
+)
+def test_shipped_configs_are_valid(name, variant):
+  jaxvae.validate_config(load_config(name, variant))
+
+
+def test_iwae_schedule():
+  from jaxvae import _train
+
+  config = load_config('mnist')
+  schedule = _train.learning_rate_schedule(config)
+  steps_per_epoch = 60_000 // 20
+  assert config.train.num_train_steps == 3280 * steps_per_epoch
+  # Stage i (3^i epochs) runs at 1e-3 * 10^(-i/7); stages end after 1, 4, 13, 40, ... epochs.
+  for epoch, stage in [(0, 0), (1, 1), (3.9, 1), (4, 2), (13, 3), (1093, 7), (3279, 7)]:
+    np.testing.assert_allclose(schedule(int(epoch * steps_per_epoch)), 1e-3 * 10 ** (-stage / 7), rtol=1e-5)
 
 
 def test_unknown_variant():
@@ -22,7 +50,9 @@ def test_unknown_variant():
     ('train.batch_size', 0, r'config.train.batch_size must be an integer >= 1; got 0'),
     ('optim.learning_rate', -1.0, r'config.optim.learning_rate must be a number > 0; got -1.0'),
     ('optim.name', 'adamax_typo', r'config.optim.name must be the name of an optax optimiser'),
-    ('data.dataset', 'imagenet', r"config.data.dataset must be one of \('mnist_5k',\); got 'imagenet'"),
+    ('data.dataset', 'imagenet', r"config.data.dataset must be one of \('mnist_5k', 'dsprites', .*got 'imagenet'"),
+    ('data.eval_split', 'valid', r"dataset 'mnist_5k' has no split 'valid' \(config.data.eval_split\)"),
+    ('optim.eps', -1.0, r'config.optim.eps must be a number >= 0; got -1.0'),
     ('model.hidden_sizes', (400, 0), r'config.model.hidden_sizes must be a tuple of integers >= 1'),
     ('model.likelihood', 'poisson', r'config.model.likelihood must be one of'),
     ('seed', 1.5, r'config.seed must be an integer >= 0; got 1.5'),
@@ -61,6 +91,27 @@ def test_likelihood_must_match_data():
   config = load_config()
   config.model.likelihood = 'discretized_logistic'
   with pytest.raises(ValueError, match='discretised-logistic likelihood models 8-bit pixel values'):
+    jaxvae.validate_config(config)
+
+
+def test_preprocessing_must_match_data_and_likelihood():
+  config = load_config('dsprites')
+  config.data.binarize = 'dynamic'
+  with pytest.raises(ValueError, match="'dsprites' is already binary: set config.data.binarize='none'"):
+    jaxvae.validate_config(config)
+  config = load_config()
+  config.data.dequantize = 'uniform'
+  with pytest.raises(ValueError, match="binarize='dynamic' and config.data.dequantize='uniform' exclude each other"):
+    jaxvae.validate_config(config)
+  config.data.binarize = 'none'
+  with pytest.raises(ValueError, match='uniform dequantisation makes continuous data.*the bernoulli likelihood'):
+    jaxvae.validate_config(config)
+
+
+def test_optimizer_without_eps():
+  config = load_config()
+  config.optim.name, config.optim.eps = 'sgd', 1e-4
+  with pytest.raises(ValueError, match=r'optax.sgd takes no eps; set config.optim.eps=0 \(got 0.0001\)'):
     jaxvae.validate_config(config)
 
 

@@ -4,10 +4,10 @@ import doctest
 
 import pytest
 
-from jaxvae import _bounds, _data, _gaussian, _likelihoods
+from jaxvae import _bounds, _data, _dsprites, _gaussian, _likelihoods
 
 
-@pytest.mark.parametrize('module', [_bounds, _data, _gaussian, _likelihoods], ids=lambda m: m.__name__)
+@pytest.mark.parametrize('module', [_bounds, _data, _dsprites, _gaussian, _likelihoods], ids=lambda m: m.__name__)
 def test_docstring_examples(module):
   results = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
   assert results.attempted > 0 or module is _data

@@ -43,6 +43,9 @@ def test_resume_reproduces_an_uninterrupted_run(smoke_config, tmp_path):
   assert 'eval_elbo' in lines[1] and np.isfinite(lines[-1]['eval_elbo'])
   kept = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir())
   assert kept == [10, 20]
+  for step in kept:  # the input pipeline's position is saved with the state
+    position = json.loads((workdir / 'checkpoints' / str(step) / 'data_iterator' / 'process_0-of-1.json').read_text())
+    assert position == {'next_index': step}
 
   summary = jaxvae.evaluate(workdir, iwae_num_samples=7)
   assert summary['step'] == 20 and summary['iwae_num_samples'] == 7 and summary['num_examples'] == 1000
@@ -57,6 +60,15 @@ def test_resume_with_a_different_model_is_refused(smoke_config, tmp_path):
   jaxvae.train_and_evaluate(smoke_config, tmp_path)
   smoke_config.model.latent_dim = 5
   with pytest.raises(ValueError, match=r'holds a run with config.model.latent_dim = 4, but this run sets 5'):
+    jaxvae.train_and_evaluate(smoke_config, tmp_path)
+
+
+def test_checkpoint_with_an_inconsistent_data_position_is_refused(smoke_config, tmp_path):
+  smoke_config.train.num_train_steps = 10
+  jaxvae.train_and_evaluate(smoke_config, tmp_path)
+  (tmp_path / 'checkpoints' / '10' / 'data_iterator' / 'process_0-of-1.json').write_text('{"next_index": 7}')
+  smoke_config.train.num_train_steps = 20
+  with pytest.raises(ValueError, match='the checkpoint at step 10 in .* saved the input pipeline at batch 7'):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
@@ -95,10 +107,10 @@ def test_non_finite_gradients_are_not_applied(smoke_config):
   before = _params(state)
   batch = np.full((4, 28, 28, 1), 0.5, np.float32)
   batch[0, 0, 0, 0] = np.inf  # an infinite pixel: infinite loss, non-finite gradients
-  state, metrics = step(state, batch)
+  state, metrics = step(state, {'image': batch})
   assert float(metrics['train_skipped_updates']) == 1.0 and int(state.step) == 1
   chex.assert_trees_all_equal(_params(state), before)
-  state, metrics = step(state, np.full((4, 28, 28, 1), 0.5, np.float32))
+  state, metrics = step(state, {'image': np.full((4, 28, 28, 1), 0.5, np.float32)})
   assert float(metrics['train_skipped_updates']) == 0.0
   assert not all(
     np.array_equal(a, b) for a, b in zip(jax.tree.leaves(_params(state)), jax.tree.leaves(before), strict=True)
