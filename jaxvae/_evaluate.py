@@ -28,6 +28,7 @@ def evaluate_bounds(
   iwae_num_samples: int | None = None,
   iwae_chunk_size: int | None = None,
   bits_per_dim_dims: int | None = None,
+  dequantization_levels: int | None = None,
   progress: bool = False,
 ) -> dict[str, float]:
   """Mean ELBO and importance-weighted bound over a dataset, with standard errors.
@@ -45,7 +46,13 @@ def evaluate_bounds(
     iwae_chunk_size: samples per example decoded at once (see `jaxvae.iwae_bound`).
     bits_per_dim_dims: if given, also report bounds in bits per dimension for
       this many dimensions per example. Only meaningful for likelihoods of
-      discrete data (Bernoulli on binary data, discretised logistic).
+      discrete data (Bernoulli on binary data, discretised logistic), or of
+      densities of dequantised data (see `dequantization_levels`).
+    dequantization_levels: set for a density of uniformly dequantised data
+      scaled to [0, 1], `(x + u) / levels` (e.g. 256 for 8-bit pixels): the
+      bits/dim then include `log2(levels)` per dimension and bound the
+      discrete data's NLL (Theis et al. 2016, eq. 9). Bounds in nats stay
+      those of the density.
     progress: show a progress bar with an ETA.
 
   Returns:
@@ -96,8 +103,9 @@ def evaluate_bounds(
   if bits_per_dim_dims is not None:
     for bound, name in (('elbo', 'elbo_bpd'), ('iwae', 'nll_bpd')):
       if bound in values:
+        bits = np.asarray(_likelihoods.nats_to_bits_per_dim(-values[bound], bits_per_dim_dims))
         summary.update(
-          _mean_and_stderr(name, np.asarray(_likelihoods.nats_to_bits_per_dim(-values[bound], bits_per_dim_dims)))
+          _mean_and_stderr(name, bits + (math.log2(dequantization_levels) if dequantization_levels else 0))
         )
   return summary
 
@@ -118,8 +126,11 @@ def test_batches(config: Any) -> tuple[_data.EvalBatches, int]:
 
 
 def has_discrete_likelihood(config: Any) -> bool:
-  """Whether the bounds are log-probabilities of discrete data, so that bits/dim mean something."""
-  return config.model.likelihood in ('bernoulli', 'discretized_logistic')
+  """Whether the bounds bound log-probabilities of discrete data (directly or through dequantisation).
+
+  Only then do bits/dim mean something.
+  """
+  return config.model.likelihood in ('bernoulli', 'discretized_logistic') or config.data.dequantize == 'uniform'
 
 
 def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None) -> dict[str, float]:
@@ -157,6 +168,7 @@ def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None
     iwae_num_samples=num_samples,
     iwae_chunk_size=config.eval.iwae_chunk_size,
     bits_per_dim_dims=num_dims if has_discrete_likelihood(config) else None,
+    dequantization_levels=256 if config.data.dequantize == 'uniform' else None,
     progress=True,
   )
   summary = {'step': float(step), 'iwae_num_samples': float(num_samples), **summary}

@@ -176,6 +176,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   _config.validate_config(config)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
+  if config.train.batch_size % jax.process_count():
+    raise ValueError(
+      f'config.train.batch_size ({config.train.batch_size}) must split evenly over the {jax.process_count()} '
+      f'processes (hosts); use a multiple of {jax.process_count()}.'
+    )
   vae, tx = make_vae(config), make_optimizer(config)
   batches = _data.train_batches(
     _data.open_source(config.data, config.data.train_split),

@@ -88,12 +88,20 @@ def test_unprepared_dataset_names_the_preparation_command(tmp_path):
     _data.open_source(data, 'train')
 
 
-def test_training_and_evaluation_on_mocked_celeb_a(mock_tfds, tmp_path):
-  config = load_config('celeba', '64,smoke')
+@pytest.mark.parametrize(
+  'name, variant, num_dims',
+  [
+    ('celeba', '64,smoke', 64 * 64 * 3),
+    ('celeba', '64,gaussian,smoke', 64 * 64 * 3),
+    ('mnist', 'smoke', 784),
+  ],
+)
+def test_training_and_evaluation_on_mocked_tfds(mock_tfds, tmp_path, name, variant, num_dims):
+  config = load_config(name, variant)
   state = jaxvae.train_and_evaluate(config, tmp_path)
   assert int(state.step) == config.train.num_train_steps
   assert (tmp_path / 'samples.png').is_file()
   summary = jaxvae.evaluate(tmp_path)
   assert summary['num_examples'] == _NUM_EXAMPLES and np.isfinite(summary['nll_bpd'])
-  batches, num_dims = _evaluate.test_batches(config)
-  assert num_dims == 64 * 64 * 3 and len(batches) == 3
+  batches, dims = _evaluate.test_batches(config)
+  assert dims == num_dims and len(batches) == 3

@@ -8,7 +8,7 @@ import chex
 import jax
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import ROOT, load_config
 
 import jaxvae
 
@@ -77,6 +77,14 @@ def test_non_finite_loss_stops_training(smoke_config, tmp_path):
   with pytest.raises(FloatingPointError, match='the training loss became non-finite between steps'):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
   assert not (tmp_path / 'checkpoints').exists() or not any((tmp_path / 'checkpoints').iterdir())
+
+
+def test_training_on_dsprites(tmp_path):
+  config = load_config('dsprites', 'smoke')
+  state = jaxvae.train_and_evaluate(config, tmp_path)
+  assert int(state.step) == config.train.num_train_steps
+  summary = jaxvae.evaluate(tmp_path, iwae_num_samples=2)
+  assert summary['num_examples'] == 10_000 and np.isfinite(summary['nll_bpd'])
 
 
 def test_evaluate_without_checkpoint(tmp_path):
