@@ -8,6 +8,7 @@ divergences, likelihoods, reparameterised sampling) that work under `jit`,
 from jaxvae._bounds import ElboOutput, elbo, iwae_bound
 from jaxvae._config import validate_config
 from jaxvae._data import binarize, dequantize
+from jaxvae._discriminator import FactorVAEDiscriminator
 from jaxvae._evaluate import evaluate, evaluate_bounds
 from jaxvae._gaussian import (
   diag_gaussian_log_prob,
@@ -32,34 +33,59 @@ from jaxvae._models import (
   bind_vae,
   make_vae,
 )
+from jaxvae._objectives import (
+  KLDecomposition,
+  beta_tcvae_objective,
+  beta_vae_objective,
+  capacity,
+  capacity_objective,
+  decomposed_kl_mws,
+  dip_vae_regularizer,
+  factor_vae_discriminator_loss,
+  factor_vae_total_correlation,
+  mmd_imq,
+  permute_dims,
+)
 from jaxvae._train import TrainState, train_and_evaluate
 
 __version__ = '0.1.0'
 
 __all__ = (
-  'VAE',
   'ConvDecoder',
   'ConvEncoder',
   'ElboOutput',
+  'FactorVAEDiscriminator',
+  'KLDecomposition',
   'LikelihoodHead',
   'MLPDecoder',
   'MLPEncoder',
   'TrainState',
+  'VAE',
   'bernoulli_log_likelihood',
+  'beta_tcvae_objective',
+  'beta_vae_objective',
   'binarize',
   'bind_vae',
+  'capacity',
+  'capacity_objective',
+  'decomposed_kl_mws',
   'dequantize',
   'diag_gaussian_log_prob',
+  'dip_vae_regularizer',
   'discretized_logistic_log_likelihood',
   'elbo',
   'evaluate',
   'evaluate_bounds',
+  'factor_vae_discriminator_loss',
+  'factor_vae_total_correlation',
   'gaussian_log_likelihood',
   'iwae_bound',
   'kl_diag_gaussian_standard_normal',
   'kl_diag_gaussians',
   'make_vae',
+  'mmd_imq',
   'nats_to_bits_per_dim',
+  'permute_dims',
   'sample_diag_gaussian',
   'standard_normal_log_prob',
   'train_and_evaluate',

@@ -4,10 +4,12 @@ import doctest
 
 import pytest
 
-from jaxvae import _bounds, _data, _dsprites, _gaussian, _likelihoods
+from jaxvae import _bounds, _data, _discriminator, _dsprites, _gaussian, _likelihoods, _objectives
+
+_MODULES = [_bounds, _data, _discriminator, _dsprites, _gaussian, _likelihoods, _objectives]
 
 
-@pytest.mark.parametrize('module', [_bounds, _data, _dsprites, _gaussian, _likelihoods], ids=lambda m: m.__name__)
+@pytest.mark.parametrize('module', _MODULES, ids=lambda m: m.__name__)
 def test_docstring_examples(module):
   results = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
   assert results.attempted > 0 or module is _data
