@@ -4,9 +4,9 @@ import doctest
 
 import pytest
 
-from jaxvae import _bounds, _data, _discriminator, _dsprites, _gaussian, _likelihoods, _objectives
+from jaxvae import _bounds, _data, _discriminator, _disentanglement, _dsprites, _gaussian, _likelihoods, _objectives
 
-_MODULES = [_bounds, _data, _discriminator, _dsprites, _gaussian, _likelihoods, _objectives]
+_MODULES = [_bounds, _data, _discriminator, _disentanglement, _dsprites, _gaussian, _likelihoods, _objectives]
 
 
 @pytest.mark.parametrize('module', _MODULES, ids=lambda m: m.__name__)
