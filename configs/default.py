@@ -41,6 +41,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.model.likelihood = 'bernoulli'  # 'bernoulli', 'gaussian' or 'discretized_logistic'
   config.model.gaussian_scale = 'fixed'  # 'fixed', or learned: 'scalar' or 'per_pixel'
   config.model.gaussian_fixed_log_scale = 0.0  # the Gaussian decoder's log std (initial value if learned)
+  # 'bfloat16': mixed precision, bfloat16 matmuls and convolutions with float32
+  # parameters, optimiser state, outputs and loss (for TPUs and recent GPUs).
+  config.model.dtype = 'float32'
 
   config.optim = ml_collections.ConfigDict()
   config.optim.name = 'adam'  # any optax optimiser taking `learning_rate`

@@ -59,7 +59,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   if 'smoke' in variants:  # seconds on a CPU, e.g. on tfds.testing.mock_data
     config.model.hidden_sizes = (16,)
     config.model.latent_dim = 4
-    config.train.batch_size = 4
+    config.train.batch_size = 8
     config.train.num_train_steps = 6
     config.train.log_every = 2
     config.train.checkpoint_every = 3

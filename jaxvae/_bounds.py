@@ -143,7 +143,7 @@ def iwae_bound(
     chunk_size = num_samples
   _checks.check_positive_int('chunk_size', chunk_size)
   chunk_size = min(chunk_size, num_samples)
-  eps = jax.random.normal(key, (num_samples, *loc.shape), loc.dtype)  # [K, B, D]
+  eps = _gaussian.standard_normal_noise(key, loc.shape, num_samples=num_samples, dtype=loc.dtype)  # [K, B, D]
 
   def log_sum_weights(eps_chunk: jax.Array) -> jax.Array:  # [C, B, D] -> [B]
     z = loc[None] + jnp.exp(0.5 * log_var)[None] * eps_chunk  # [C, B, D]

@@ -75,6 +75,7 @@ _SCHEMA: Mapping[str, _Check] = {
   'model.likelihood': _one_of(_models.LIKELIHOODS),
   'model.gaussian_scale': _one_of(_models.GAUSSIAN_SCALES),
   'model.gaussian_fixed_log_scale': _number(),
+  'model.dtype': _one_of(_models.DTYPES),
   'optim.name': _optax_optimizer(),
   'optim.learning_rate': _positive_number(),
   'optim.schedule': _one_of(SCHEDULES),

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -509,17 +508,23 @@ class EvalBatches:
   data: ml_collections.ConfigDict
   batch_size: int
   indices: np.ndarray  # [N] split positions of this process's examples
+  # Every process yields this many batches (the largest shard's count; a
+  # smaller shard ends with an empty batch), so sharded evaluation steps in step.
+  num_batches: int
 
   def __len__(self) -> int:
-    return math.ceil(len(self.indices) / self.batch_size)
+    return self.num_batches
 
   def __iter__(self) -> Iterator[np.ndarray]:
     return (x for x, _ in self.items())
 
   def items(self) -> Iterator[tuple[np.ndarray, Batch]]:
     """`(x, extras)` per batch: `extras` holds the split positions (`'index'`) and any labels or factors."""
-    for start in range(0, len(self.indices), self.batch_size):
+    for start in range(0, self.num_batches * self.batch_size, self.batch_size):
       indices = self.indices[start : start + self.batch_size]
+      if not len(indices):
+        yield np.zeros((0, *event_shape(self.data)), np.float32), {'index': indices}
+        continue
       batch = self.source.read(indices)
       images = batch.pop('image')
       yield prepare_eval_images(images, indices, data=self.data), {'index': indices, **batch}
@@ -536,4 +541,5 @@ def eval_batches(
   """The evaluation split (`config.data.eval_split` unless `split` is given), prepared with fixed noise."""
   source = open_source(data, split or data.eval_split)
   indices = shard_indices(len(source), process_index=process_index, process_count=process_count)
-  return EvalBatches(source, data, batch_size, indices)
+  largest_shard = -(-len(source) // process_count)
+  return EvalBatches(source, data, batch_size, indices, num_batches=-(-largest_shard // batch_size))

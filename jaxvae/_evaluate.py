@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import pathlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jaxvae import _bounds, _checkpoint, _checks, _data, _likelihoods, _models
+from jaxvae import _bounds, _checkpoint, _checks, _data, _likelihoods, _models, _parallel
 
 
 def evaluate_bounds(
@@ -29,16 +29,20 @@ def evaluate_bounds(
   iwae_chunk_size: int | None = None,
   bits_per_dim_dims: int | None = None,
   dequantization_levels: int | None = None,
+  mesh: jax.sharding.Mesh | None = None,
   progress: bool = False,
 ) -> dict[str, float]:
   """Mean ELBO and importance-weighted bound over a dataset, with standard errors.
 
   Runs `jaxvae.elbo` and (if `iwae_num_samples` is set) `jaxvae.iwae_bound`
-  on every batch under one `jit`, batch `i` with the key `fold_in(key, i)`.
+  on every batch under one `jit`, batch `i` with the key `fold_in(key, i)`,
+  each batch split over the devices of `mesh` (default: all devices).
 
   Args:
     batches: any iterable of data batches `[B, *event]` (floating, in the
-      likelihood's domain); the last may be smaller.
+      likelihood's domain); the last may be smaller. With several processes,
+      each passes its own examples, in the same number of batches, and all
+      get the summary of all examples.
     encoder, decoder, log_likelihood: as for `jaxvae.elbo`.
     key: PRNG key.
     elbo_num_samples: latent samples per example for the ELBO's reconstruction term.
@@ -53,6 +57,8 @@ def evaluate_bounds(
       bits/dim then include `log2(levels)` per dimension and bound the
       discrete data's NLL (Theis et al. 2016, eq. 9). Bounds in nats stay
       those of the density.
+    mesh: a 1-D `data` mesh (see `jaxvae._parallel.make_mesh`).
+    progress: show a progress bar with an ETA.
     progress: show a progress bar with an ETA.
 
   Returns:
@@ -66,15 +72,47 @@ def evaluate_bounds(
   Raises:
     ValueError: for bad sample counts, or an empty `batches`.
   """
+  if bits_per_dim_dims is not None:
+    _checks.check_positive_int('bits_per_dim_dims', bits_per_dim_dims)
+  mesh = mesh or _parallel.make_mesh()
+  bounds = make_bounds_fn(
+    lambda params: (encoder, decoder),
+    log_likelihood=log_likelihood,
+    elbo_num_samples=elbo_num_samples,
+    iwae_num_samples=iwae_num_samples,
+    iwae_chunk_size=iwae_chunk_size,
+    mesh=mesh,
+  )
+  values = per_example_bounds(batches, bounds, None, key=key, mesh=mesh, progress=progress)
+  return summarize(values, bits_per_dim_dims=bits_per_dim_dims, dequantization_levels=dequantization_levels)
+
+
+BoundsFn = Callable[[Any, jax.Array, np.ndarray, np.ndarray], dict[str, jax.Array]]
+
+
+def make_bounds_fn(
+  bind: Callable[[Any], tuple[_bounds.Encoder, _bounds.Decoder]],
+  *,
+  log_likelihood: _bounds.LogLikelihood,
+  elbo_num_samples: int,
+  iwae_num_samples: int | None,
+  iwae_chunk_size: int | None,
+  mesh: jax.sharding.Mesh,
+) -> BoundsFn:
+  """The jitted `(params, x [B, ...], key_data, batch_index) -> {name: [B]}` for `per_example_bounds`.
+
+  `bind(params)` gives the encoder and decoder. Parameters are an argument,
+  not a closure, so one compilation serves every checkpoint, and globally
+  sharded parameters work across processes.
+  """
   _checks.check_positive_int('elbo_num_samples', elbo_num_samples)
   if iwae_num_samples is not None:
     _checks.check_positive_int('iwae_num_samples', iwae_num_samples)
-  if bits_per_dim_dims is not None:
-    _checks.check_positive_int('bits_per_dim_dims', bits_per_dim_dims)
-  bound_args = dict(encoder=encoder, decoder=decoder, log_likelihood=log_likelihood)
 
-  @jax.jit
-  def bounds(x: jax.Array, batch_key: jax.Array) -> dict[str, jax.Array]:
+  def bounds(params: Any, x: jax.Array, key_data: jax.Array, batch_index: jax.Array) -> dict[str, jax.Array]:
+    encoder, decoder = bind(params)
+    bound_args = dict(encoder=encoder, decoder=decoder, log_likelihood=log_likelihood)
+    batch_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), batch_index)
     elbo_key, iwae_key = jax.random.split(batch_key)
     out = _bounds.elbo(x, key=elbo_key, num_samples=elbo_num_samples, **bound_args)
     values = {'elbo': out.elbo, 'reconstruction': out.reconstruction, 'kl': out.kl}  # each [B]
@@ -84,15 +122,52 @@ def evaluate_bounds(
       )
     return values
 
+  replicated = _parallel.replicated(mesh)
+  return jax.jit(
+    bounds, in_shardings=(replicated, _parallel.batch_sharded(mesh), replicated, replicated), out_shardings=replicated
+  )
+
+
+def per_example_bounds(
+  batches: Iterable[jax.typing.ArrayLike],
+  bounds: BoundsFn,
+  params: Any,
+  *,
+  key: jax.Array,
+  mesh: jax.sharding.Mesh,
+  progress: bool = False,
+) -> dict[str, np.ndarray]:
+  """Runs `bounds` on every batch, padded to split evenly over `mesh`; the per-example values of all processes.
+
+  Raises:
+    ValueError: for an empty `batches`.
+  """
+  local_devices = mesh.size // jax.process_count()
+  key_data = np.asarray(jax.random.key_data(key))
+  rows_per_batch = None  # every batch is padded to the first one's size, the same on every process
   per_example: dict[str, list[np.ndarray]] = {}
   total = len(batches) if hasattr(batches, '__len__') else None
   for i, x in enumerate(tqdm.tqdm(batches, total=total, desc='eval', unit='batch', disable=not progress)):
-    for name, value in jax.device_get(bounds(jnp.asarray(x), jax.random.fold_in(key, i))).items():
-      per_example.setdefault(name, []).append(value)
+    x = np.asarray(x)
+    if rows_per_batch is None:
+      rows_per_batch = -(-max(len(x), 1) // local_devices) * local_devices
+    padded = np.zeros((rows_per_batch, *x.shape[1:]), x.dtype)
+    padded[: len(x)] = x
+    valid = np.arange(rows_per_batch) < len(x)
+    x_global, valid_global = _parallel.global_batch((padded, valid), mesh)
+    values = bounds(params, x_global, key_data, np.int32(i))
+    keep = np.asarray(valid_global)
+    for name, value in jax.device_get(values).items():
+      per_example.setdefault(name, []).append(value[keep])
   if not per_example:
     raise ValueError('`batches` is empty: there is nothing to evaluate.')
-  values = {name: np.concatenate(parts).astype(np.float64) for name, parts in per_example.items()}
+  return {name: np.concatenate(parts).astype(np.float64) for name, parts in per_example.items()}
 
+
+def summarize(
+  values: dict[str, np.ndarray], *, bits_per_dim_dims: int | None = None, dequantization_levels: int | None = None
+) -> dict[str, float]:
+  """Means and standard errors of per-example bounds (see `evaluate_bounds` for the keys)."""
   summary = {'num_examples': float(len(values['elbo']))}
   summary.update(_mean_and_stderr('elbo_nats', values['elbo']))
   summary['reconstruction_nats'] = float(values['reconstruction'].mean())
@@ -116,13 +191,44 @@ def _mean_and_stderr(name: str, values: np.ndarray) -> dict[str, float]:
 
 
 def test_batches(config: Any) -> tuple[_data.EvalBatches, int]:
-  """The evaluation split as float32 batches in the likelihood's domain, and the dimensions per example.
+  """This process's share of the evaluation split, as float32 batches in the likelihood's domain.
 
   Binarised and dequantised runs get noise fixed per example, so every model
-  is scored on the same data.
+  is scored on the same data. `config.eval.batch_size` is the global batch.
+
+  Returns:
+    The batches, and the dimensions per example.
   """
-  batches = _data.eval_batches(config.data, batch_size=config.eval.batch_size)
+  batches = _data.eval_batches(
+    config.data,
+    batch_size=-(-config.eval.batch_size // jax.process_count()),
+    process_index=jax.process_index(),
+    process_count=jax.process_count(),
+  )
   return batches, math.prod(_data.event_shape(config.data))
+
+
+def model_bounds_fn(
+  config: Any, vae: _models.VAE, *, mesh: jax.sharding.Mesh, elbo_num_samples: int, iwae_num_samples: int | None = None
+) -> BoundsFn:
+  """`make_bounds_fn` for the run's VAE, taking its parameters."""
+  return make_bounds_fn(
+    functools.partial(_models.bind_vae, vae),
+    log_likelihood=_models.log_likelihood_fn(config.model.likelihood),
+    elbo_num_samples=elbo_num_samples,
+    iwae_num_samples=iwae_num_samples,
+    iwae_chunk_size=config.eval.iwae_chunk_size,
+    mesh=mesh,
+  )
+
+
+def summarize_for(config: Any, values: dict[str, np.ndarray]) -> dict[str, float]:
+  """`summarize` with the bits/dim settings the run's data and likelihood call for."""
+  return summarize(
+    values,
+    bits_per_dim_dims=math.prod(_data.event_shape(config.data)) if has_discrete_likelihood(config) else None,
+    dequantization_levels=256 if config.data.dequantize == 'uniform' else None,
+  )
 
 
 def has_discrete_likelihood(config: Any) -> bool:
@@ -155,23 +261,16 @@ def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None
   step, config = _checkpoint.latest_run(workdir)
   num_samples = config.eval.iwae_num_samples if iwae_num_samples is None else iwae_num_samples
   _checks.check_positive_int('iwae_num_samples', num_samples)
-  vae, state = _train.restore_for_eval(workdir, config, step)
-  batches, num_dims = test_batches(config)
-  encoder, decoder = _models.bind_vae(vae, state.params)
-  summary = evaluate_bounds(
-    batches,
-    encoder=encoder,
-    decoder=decoder,
-    log_likelihood=_models.log_likelihood_fn(config.model.likelihood),
-    key=jax.random.key(config.eval.seed),
-    elbo_num_samples=config.eval.elbo_num_samples,
-    iwae_num_samples=num_samples,
-    iwae_chunk_size=config.eval.iwae_chunk_size,
-    bits_per_dim_dims=num_dims if has_discrete_likelihood(config) else None,
-    dequantization_levels=256 if config.data.dequantize == 'uniform' else None,
-    progress=True,
+  mesh = _parallel.make_mesh()
+  vae, state = _train.restore_for_eval(workdir, config, step, mesh=mesh)
+  batches, _ = test_batches(config)
+  bounds = model_bounds_fn(
+    config, vae, mesh=mesh, elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=num_samples
   )
-  summary = {'step': float(step), 'iwae_num_samples': float(num_samples), **summary}
+  values = per_example_bounds(
+    batches, bounds, state.params, key=jax.random.key(config.eval.seed), mesh=mesh, progress=True
+  )
+  summary = {'step': float(step), 'iwae_num_samples': float(num_samples), **summarize_for(config, values)}
   if jax.process_index() == 0:
     out_dir = pathlib.Path(workdir) / 'eval'
     out_dir.mkdir(parents=True, exist_ok=True)

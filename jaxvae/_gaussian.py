@@ -8,6 +8,7 @@ divergences are in nats and are summed over the last (latent) axis.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +39,9 @@ def sample_diag_gaussian(
       for `S` independent samples stacked on a new leading axis, `[S, ..., D]`.
 
   Returns:
-    The samples, `[..., D]` or `[S, ..., D]`, in the dtype of `loc`.
+    The samples, `[..., D]` or `[S, ..., D]`, in the dtype of `loc`. Each
+    example's noise depends only on `key` and the example's index, not on
+    the number of examples (see `standard_normal_noise`).
 
   Raises:
     ValueError: if `loc` or `log_var` is not floating, their shapes differ, or
@@ -57,9 +60,22 @@ def sample_diag_gaussian(
     eps = jax.random.normal(key, loc.shape, loc.dtype)
   else:
     _checks.check_positive_int('num_samples', num_samples)
-    eps = jax.random.normal(key, (num_samples, *loc.shape), loc.dtype)
+    eps = standard_normal_noise(key, loc.shape, num_samples=num_samples, dtype=loc.dtype)
     loc, log_var = loc[None], log_var[None]
   return loc + jnp.exp(0.5 * log_var) * eps
+
+
+def standard_normal_noise(key: jax.Array, shape: tuple[int, ...], *, num_samples: int, dtype: Any) -> jax.Array:
+  """`num_samples` draws of N(0, I) noise for examples of `shape = [..., D]`, stacked as `[S, ..., D]`.
+
+  The noise is drawn example-major, `[..., S, D]`: with JAX's partitionable
+  Threefry each value is a function of the key and its flat index, so an
+  example's samples do not depend on how many examples follow it. Padding a
+  batch (to split it evenly over devices) or cutting it differently leaves
+  every example's samples unchanged.
+  """
+  eps = jax.random.normal(key, (*shape[:-1], num_samples, shape[-1]), dtype)  # [..., S, D]
+  return jnp.moveaxis(eps, -2, 0)
 
 
 def diag_gaussian_log_prob(

@@ -23,6 +23,7 @@ LIKELIHOODS = ('bernoulli', 'gaussian', 'discretized_logistic')
 GAUSSIAN_SCALES = ('fixed', 'scalar', 'per_pixel')
 ACTIVATIONS = ('relu', 'tanh', 'elu', 'gelu', 'leaky_relu', 'swish', 'softplus')
 CONV_IMAGE_SIZES = (28, 32, 64, 128)
+DTYPES = ('float32', 'bfloat16')
 # The PixelCNN++ floor on the logistic log-scale, which keeps the bins' mass
 # from collapsing onto a point while the decoder is still poor.
 _MIN_LOGISTIC_LOG_SCALE = -7.0
@@ -92,15 +93,17 @@ class MLPEncoder(nn.Module):
   hidden_sizes: Sequence[int]
   latent_dim: int
   activation: str = 'relu'
+  dtype: Any = jnp.float32  # computation dtype; parameters and outputs stay float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     act = _activation(self.activation)
     h = x.reshape(x.shape[0], -1)  # [B, prod(event)]
     for size in self.hidden_sizes:
-      h = act(nn.Dense(size)(h))
+      h = act(nn.Dense(size, dtype=self.dtype)(h))
     # One Dense for both heads: a single wider matmul is faster than two.
-    loc_and_log_var = nn.Dense(2 * self.latent_dim)(h)  # [B, 2D]
+    # The bounds (KL, sampling, log-likelihoods) are computed in float32.
+    loc_and_log_var = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)  # [B, 2D]
     return loc_and_log_var[:, : self.latent_dim], loc_and_log_var[:, self.latent_dim :]
 
 
@@ -111,15 +114,16 @@ class MLPDecoder(nn.Module):
   event_shape: tuple[int, ...]
   head: LikelihoodHead
   activation: str = 'relu'
+  dtype: Any = jnp.float32  # computation dtype; parameters and outputs stay float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> Any:
     act = _activation(self.activation)
     h = z
     for size in self.hidden_sizes:
-      h = act(nn.Dense(size)(h))
+      h = act(nn.Dense(size, dtype=self.dtype)(h))
     per_pixel = self.head.params_per_pixel
-    raw = nn.Dense(per_pixel * math.prod(self.event_shape))(h)  # [N, P * E]
+    raw = nn.Dense(per_pixel * math.prod(self.event_shape), dtype=self.dtype)(h).astype(jnp.float32)  # [N, P * E]
     # Contiguous blocks per parameter: slicing a minor axis of size P would
     # make XLA copy the decoder output (~25% of a step at batch 1024).
     raw = raw.reshape(z.shape[0], per_pixel, *self.event_shape)
@@ -145,15 +149,17 @@ class ConvEncoder(nn.Module):
   dense_size: int
   latent_dim: int
   activation: str = 'relu'
+  dtype: Any = jnp.float32  # computation dtype; parameters and outputs stay float32
 
   @nn.compact
   def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
     act = _activation(self.activation)
     h = x
     for features in self.channels:
-      h = act(nn.Conv(features, (4, 4), strides=(2, 2), padding='SAME')(h))
-    h = act(nn.Dense(self.dense_size)(h.reshape(h.shape[0], -1)))
-    loc_and_log_var = nn.Dense(2 * self.latent_dim)(h)  # [B, 2D]
+      h = act(nn.Conv(features, (4, 4), strides=(2, 2), padding='SAME', dtype=self.dtype)(h))
+    h = act(nn.Dense(self.dense_size, dtype=self.dtype)(h.reshape(h.shape[0], -1)))
+    # The bounds (KL, sampling, log-likelihoods) are computed in float32.
+    loc_and_log_var = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)  # [B, 2D]
     return loc_and_log_var[:, : self.latent_dim], loc_and_log_var[:, self.latent_dim :]
 
 
@@ -165,6 +171,7 @@ class ConvDecoder(nn.Module):
   event_shape: tuple[int, ...]
   head: LikelihoodHead
   activation: str = 'relu'
+  dtype: Any = jnp.float32  # computation dtype; parameters and outputs stay float32
 
   @nn.compact
   def __call__(self, z: jax.Array) -> Any:
@@ -172,20 +179,20 @@ class ConvDecoder(nn.Module):
     height, _, image_channels = self.event_shape
     sizes = _conv_sizes(height, len(self.channels))  # e.g. 28 -> [28, 14, 7, 4, 2]
     features = list(reversed(self.channels))
-    h = act(nn.Dense(self.dense_size)(z))
-    h = act(nn.Dense(sizes[-1] * sizes[-1] * features[0])(h))
+    h = act(nn.Dense(self.dense_size, dtype=self.dtype)(z))
+    h = act(nn.Dense(sizes[-1] * sizes[-1] * features[0], dtype=self.dtype)(h))
     h = h.reshape(z.shape[0], sizes[-1], sizes[-1], features[0])
     per_pixel = self.head.params_per_pixel
     targets = list(reversed(sizes[:-1]))
     for i, target in enumerate(targets):
       last = i == len(targets) - 1
       out_features = image_channels * per_pixel if last else features[i + 1]
-      h = nn.ConvTranspose(out_features, (4, 4), strides=(2, 2), padding='SAME')(h)
+      h = nn.ConvTranspose(out_features, (4, 4), strides=(2, 2), padding='SAME', dtype=self.dtype)(h)
       # A stride-2 transpose doubles the size; crop where the encoder rounded up (7 -> 4 -> 8).
       h = h[:, :target, :target]
       if not last:
         h = act(h)
-    return self.head(jnp.split(h, per_pixel, axis=-1))  # P arrays [N, H, W, C]
+    return self.head(jnp.split(h.astype(jnp.float32), per_pixel, axis=-1))  # P arrays [N, H, W, C]
 
 
 class VAE(nn.Module):
@@ -222,6 +229,7 @@ def make_vae(
   dense_size: int = 256,
   gaussian_scale: str = 'fixed',
   gaussian_fixed_log_scale: float = 0.0,
+  dtype: str = 'float32',
 ) -> VAE:
   """Builds a `VAE` from model settings (the fields of `config.model`).
 
@@ -237,6 +245,8 @@ def make_vae(
     gaussian_scale: `'fixed'` (at `gaussian_fixed_log_scale`), `'scalar'` or
       `'per_pixel'` (learned, initialised there); Gaussian likelihood only.
     gaussian_fixed_log_scale: log standard deviation of the Gaussian decoder.
+    dtype: `'float32'`, or `'bfloat16'` for mixed precision: bfloat16 matmuls
+      and convolutions with float32 parameters, outputs and bounds.
 
   Returns:
     An unbound `VAE` module.
@@ -251,6 +261,8 @@ def make_vae(
   if gaussian_scale not in GAUSSIAN_SCALES:
     raise ValueError(f'unknown gaussian_scale {gaussian_scale!r}; choose one of {GAUSSIAN_SCALES}.')
   _activation(activation)
+  if dtype not in DTYPES:
+    raise ValueError(f'unknown dtype {dtype!r}; choose one of {DTYPES}.')
   sizes = {
     'latent_dim': [latent_dim],
     'hidden_sizes': list(hidden_sizes),
@@ -262,8 +274,8 @@ def make_vae(
       raise ValueError(f'`{name}` must be positive integers; got {values if len(values) > 1 else values[0]!r}.')
   head = LikelihoodHead(likelihood, gaussian_scale, gaussian_fixed_log_scale)
   if architecture == 'mlp':
-    encoder = MLPEncoder(tuple(hidden_sizes), latent_dim, activation)
-    decoder = MLPDecoder(tuple(reversed(hidden_sizes)), event_shape, head, activation)
+    encoder = MLPEncoder(tuple(hidden_sizes), latent_dim, activation, dtype=jnp.dtype(dtype))
+    decoder = MLPDecoder(tuple(reversed(hidden_sizes)), event_shape, head, activation, dtype=jnp.dtype(dtype))
   elif architecture == 'conv':
     if len(event_shape) != 3 or event_shape[0] != event_shape[1] or event_shape[0] not in CONV_IMAGE_SIZES:
       raise ValueError(
@@ -272,8 +284,8 @@ def make_vae(
       )
     if not conv_channels:
       raise ValueError('`conv_channels` must name at least one conv layer for the conv architecture.')
-    encoder = ConvEncoder(tuple(conv_channels), dense_size, latent_dim, activation)
-    decoder = ConvDecoder(tuple(conv_channels), dense_size, event_shape, head, activation)
+    encoder = ConvEncoder(tuple(conv_channels), dense_size, latent_dim, activation, dtype=jnp.dtype(dtype))
+    decoder = ConvDecoder(tuple(conv_channels), dense_size, event_shape, head, activation, dtype=jnp.dtype(dtype))
   else:
     raise ValueError(f"unknown architecture {architecture!r}; choose 'mlp' or 'conv'.")
   return VAE(encoder=encoder, decoder=decoder)

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 import tqdm
 
-from jaxvae import _bounds, _checkpoint, _config, _data, _evaluate, _images, _metrics, _models
+from jaxvae import _bounds, _checkpoint, _config, _data, _evaluate, _images, _metrics, _models, _parallel
 
 Params = Any
 Metrics = dict[str, jax.Array]
@@ -77,23 +77,45 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.ScalarOrS
   )
 
 
-def init_state(config: ml_collections.ConfigDict, vae: _models.VAE, tx: optax.GradientTransformation) -> TrainState:
-  params_key, rng = jax.random.split(jax.random.key(config.seed))
-  example = jnp.zeros((1, *_data.event_shape(config.data)), jnp.float32)
-  params = vae.init(params_key, example)['params']
-  return TrainState(
-    step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=jax.random.key_data(rng)
-  )
+def init_state(
+  config: ml_collections.ConfigDict,
+  vae: _models.VAE,
+  tx: optax.GradientTransformation,
+  *,
+  mesh: jax.sharding.Mesh | None = None,
+) -> TrainState:
+  """The initial state from `config.seed`, replicated over `mesh` (default: all devices)."""
+
+  def init() -> TrainState:
+    params_key, rng = jax.random.split(jax.random.key(config.seed))
+    example = jnp.zeros((1, *_data.event_shape(config.data)), jnp.float32)
+    params = vae.init(params_key, example)['params']
+    return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=jax.random.key_data(rng)
+    )
+
+  # Initialised under jit straight into the replicated sharding: the same on
+  # every process, with no host-to-device copy of a process-local value.
+  return jax.jit(init, out_shardings=_parallel.replicated(mesh or _parallel.make_mesh()))()
 
 
 def make_train_step(
-  config: ml_collections.ConfigDict, vae: _models.VAE, tx: optax.GradientTransformation
-) -> Callable[[TrainState, jax.Array], tuple[TrainState, Metrics]]:
-  """The jit-compiled step `(state, batch) -> (state, metrics)`; it donates `state`.
+  config: ml_collections.ConfigDict,
+  vae: _models.VAE,
+  tx: optax.GradientTransformation,
+  *,
+  mesh: jax.sharding.Mesh | None = None,
+) -> Callable[[TrainState, _data.Batch], tuple[TrainState, Metrics]]:
+  """The jit-compiled step `(state, batch) -> (state, metrics)`, data-parallel over `mesh`; it donates `state`.
 
-  `batch['image']` `[B, H, W, C]` arrives as stored (uint8) and is scaled,
-  binarised or dequantised inside the step as `config.data` says.
+  `batch['image']` `[B, H, W, C]` arrives as stored (uint8), split along the
+  mesh's `data` axis (default mesh: all devices), and is scaled, binarised or
+  dequantised inside the step as `config.data` says. The state is replicated;
+  the loss is the mean over the global batch, so its gradient (all-reduced by
+  XLA) is exactly that of one device on the whole batch. Metrics come back
+  replicated, on device.
   """
+  mesh = mesh or _parallel.make_mesh()
   log_likelihood = _models.log_likelihood_fn(config.model.likelihood)
   num_samples = config.train.num_samples
 
@@ -126,12 +148,18 @@ def make_train_step(
     }
     return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
-  return jax.jit(train_step, donate_argnums=0)
+  replicated = _parallel.replicated(mesh)
+  return jax.jit(
+    train_step,
+    in_shardings=(replicated, _parallel.batch_sharded(mesh)),
+    out_shardings=(replicated, replicated),
+    donate_argnums=0,
+  )
 
 
-def _restore_or_init(config, vae, tx, manager, workdir, data_iterator) -> TrainState:
+def _restore_or_init(config, vae, tx, manager, workdir, data_iterator, mesh) -> TrainState:
   """The latest checkpoint's state, with `data_iterator` moved to its position; or a fresh state."""
-  state = init_state(config, vae, tx)
+  state = init_state(config, vae, tx, mesh=mesh)
   step = manager.latest_step()
   if step is None:
     return state
@@ -147,11 +175,13 @@ def _restore_or_init(config, vae, tx, manager, workdir, data_iterator) -> TrainS
   return state
 
 
-def restore_for_eval(workdir: str | pathlib.Path, config: ml_collections.ConfigDict, step: int):
-  """The VAE and the `TrainState` saved at `step` in `workdir`, for evaluation."""
+def restore_for_eval(
+  workdir: str | pathlib.Path, config: ml_collections.ConfigDict, step: int, *, mesh: jax.sharding.Mesh
+):
+  """The VAE and the `TrainState` saved at `step` in `workdir`, replicated over `mesh`, for evaluation."""
   _config.validate_config(config)
   vae, tx = make_vae(config), make_optimizer(config)
-  abstract_state = jax.eval_shape(functools.partial(init_state, config, vae, tx))
+  abstract_state = jax.eval_shape(functools.partial(init_state, config, vae, tx, mesh=mesh))
   manager = _checkpoint.open_manager(workdir, config=config)
   try:
     return vae, _checkpoint.restore_state(manager, step, abstract_state)
@@ -174,13 +204,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     FloatingPointError: if the training loss becomes non-finite.
   """
   _config.validate_config(config)
+  mesh = _parallel.make_mesh()
+  _parallel.check_batch_size(config.train.batch_size, mesh)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)
-  if config.train.batch_size % jax.process_count():
-    raise ValueError(
-      f'config.train.batch_size ({config.train.batch_size}) must split evenly over the {jax.process_count()} '
-      f'processes (hosts); use a multiple of {jax.process_count()}.'
-    )
   vae, tx = make_vae(config), make_optimizer(config)
   batches = _data.train_batches(
     _data.open_source(config.data, config.data.train_split),
@@ -193,11 +220,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   )
   test_data, _ = _evaluate.test_batches(config)
   manager = _checkpoint.open_manager(workdir, config=config)
-  state = _restore_or_init(config, vae, tx, manager, workdir, batches)
+  state = _restore_or_init(config, vae, tx, manager, workdir, batches, mesh)
   first_step, num_steps = int(state.step), config.train.num_train_steps
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n', encoding='utf-8')
-  train_step = make_train_step(config, vae, tx)
+  train_step = make_train_step(config, vae, tx, mesh=mesh)
+  test_bounds = _evaluate.model_bounds_fn(config, vae, mesh=mesh, elbo_num_samples=1)
   writer = _metrics.MetricWriter(workdir)
   progress = tqdm.tqdm(
     total=num_steps,
@@ -212,7 +240,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   last_logged = first_step
   try:
     for step in range(first_step + 1, num_steps + 1):
-      state, metrics = train_step(state, next(batches))
+      state, metrics = train_step(state, _parallel.global_batch(next(batches), mesh))
       pending.append(metrics)
       progress.update(1)
       is_last = step == num_steps
@@ -222,7 +250,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
         pending, last_logged = [], step
         scalars['train_param_norm'] = float(optax.tree.norm(state.params))
         if checkpoint_due:
-          scalars.update(_test_elbo(config, vae, state.params, test_data, step))
+          scalars.update(_test_elbo(config, test_bounds, state.params, test_data, step, mesh))
         writer.write_scalars(step, scalars)
         progress.set_postfix(loss=f'{scalars["train_loss"]:.2f}', refresh=False)
       if checkpoint_due:
@@ -253,23 +281,17 @@ def _stack(pending: list[Metrics]) -> Metrics:
   return {name: jnp.stack([m[name] for m in pending]) for name in pending[0]}
 
 
-def _test_elbo(config, vae, params, test_data, step) -> dict[str, float]:
-  encoder, decoder = _models.bind_vae(vae, params)
-  summary = _evaluate.evaluate_bounds(
-    test_data,
-    encoder=encoder,
-    decoder=decoder,
-    log_likelihood=_models.log_likelihood_fn(config.model.likelihood),
-    key=jax.random.fold_in(jax.random.key(config.eval.seed), step),
-    elbo_num_samples=1,
-  )
-  return {'eval_elbo': summary['elbo_nats'], 'eval_kl': summary['kl_nats']}
+def _test_elbo(config, test_bounds, params, test_data, step, mesh) -> dict[str, float]:
+  key = jax.random.fold_in(jax.random.key(config.eval.seed), step)
+  values = _evaluate.per_example_bounds(test_data, test_bounds, params, key=key, mesh=mesh)
+  return {'eval_elbo': float(values['elbo'].mean()), 'eval_kl': float(values['kl'].mean())}
 
 
 def _write_images(config, vae, state, test_data, writer, workdir) -> None:
   """PNG grids of prior samples (decoder means) and of test inputs beside their reconstructions."""
   rows = config.eval.num_image_rows
-  encoder, decoder = _models.bind_vae(vae, state.params)
+  # Process 0 alone draws the pictures, so on its own copy of the replicated parameters.
+  encoder, decoder = _models.bind_vae(vae, _parallel.local_copy(state.params))
   key = jax.random.key(config.eval.seed)
   z = jax.random.normal(key, (rows * rows, config.model.latent_dim))
   samples = _models.mean_image(config.model.likelihood, decoder(z))

@@ -89,3 +89,11 @@ class KLTest(chex.TestCase):
     np.testing.assert_allclose(
       jaxvae.kl_diag_gaussian_standard_normal(jnp.zeros(1), jnp.array([1e-4])), 0.5 * (np.expm1(1e-4) - 1e-4), rtol=5e-3
     )
+
+
+def test_each_examples_noise_is_independent_of_the_batch_size():
+  key, loc = jax.random.key(3), jnp.zeros((7, 2))
+  few = jaxvae.sample_diag_gaussian(key, loc[:5], loc[:5], num_samples=4)
+  many = jaxvae.sample_diag_gaussian(key, loc, loc, num_samples=4)
+  assert few.shape == (4, 5, 2)
+  np.testing.assert_array_equal(few, many[:, :5])
