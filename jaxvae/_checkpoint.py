@@ -122,3 +122,21 @@ def check_resumable(stored: ml_collections.ConfigDict, config: ml_collections.Co
         f'{workdir} holds a run with config.{path} = {stored_flat.get(path)!r}, but this run sets '
         f'{flat.get(path)!r}. Resume with the same setting, or start the new run in a fresh --workdir.'
       )
+
+
+def check_process_layout(workdir: Any, step: int) -> None:
+  """Raises ValueError unless the checkpoint at `step` was saved by as many processes as run now.
+
+  Each process saves its input pipeline's position, and its shard of the data
+  depends on the number of processes.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  positions = checkpoint_dir(workdir) / str(step) / 'data_iterator'
+  expected = positions / f'process_{jax.process_index()}-of-{jax.process_count()}.json'
+  if not expected.exists():
+    saved = sorted(path.name for path in positions.glob('process_*.json'))
+    raise ValueError(
+      f'the checkpoint at step {step} in {workdir} was saved by a different number of processes ({", ".join(saved)}) '
+      f'than the {jax.process_count()} running now; resume with the same number of processes.'
+    )

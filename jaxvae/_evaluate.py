@@ -87,7 +87,7 @@ def evaluate_bounds(
   return summarize(values, bits_per_dim_dims=bits_per_dim_dims, dequantization_levels=dequantization_levels)
 
 
-BoundsFn = Callable[[Any, jax.Array, np.ndarray, np.ndarray], dict[str, jax.Array]]
+BoundsFn = Callable[[Any, jax.Array, jax.Array, np.ndarray, np.ndarray], dict[str, jax.Array]]
 
 
 def make_bounds_fn(
@@ -99,7 +99,10 @@ def make_bounds_fn(
   iwae_chunk_size: int | None,
   mesh: jax.sharding.Mesh,
 ) -> BoundsFn:
-  """The jitted `(params, x [B, ...], key_data, batch_index) -> {name: [B]}` for `per_example_bounds`.
+  """The jitted `(params, x [B, ...], valid [B], key_data, batch_index) -> {name: [B]}` for `per_example_bounds`.
+
+  The outputs are replicated on every device and include `valid`, which
+  marks the rows that are examples rather than padding.
 
   `bind(params)` gives the encoder and decoder. Parameters are an argument,
   not a closure, so one compilation serves every checkpoint, and globally
@@ -109,23 +112,23 @@ def make_bounds_fn(
   if iwae_num_samples is not None:
     _checks.check_positive_int('iwae_num_samples', iwae_num_samples)
 
-  def bounds(params: Any, x: jax.Array, key_data: jax.Array, batch_index: jax.Array) -> dict[str, jax.Array]:
+  def bounds(
+    params: Any, x: jax.Array, valid: jax.Array, key_data: jax.Array, batch_index: jax.Array
+  ) -> dict[str, jax.Array]:
     encoder, decoder = bind(params)
     bound_args = dict(encoder=encoder, decoder=decoder, log_likelihood=log_likelihood)
     batch_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), batch_index)
     elbo_key, iwae_key = jax.random.split(batch_key)
     out = _bounds.elbo(x, key=elbo_key, num_samples=elbo_num_samples, **bound_args)
-    values = {'elbo': out.elbo, 'reconstruction': out.reconstruction, 'kl': out.kl}  # each [B]
+    values = {'elbo': out.elbo, 'reconstruction': out.reconstruction, 'kl': out.kl, 'valid': valid}  # each [B]
     if iwae_num_samples is not None:
       values['iwae'] = _bounds.iwae_bound(
         x, key=iwae_key, num_samples=iwae_num_samples, chunk_size=iwae_chunk_size, **bound_args
       )
     return values
 
-  replicated = _parallel.replicated(mesh)
-  return jax.jit(
-    bounds, in_shardings=(replicated, _parallel.batch_sharded(mesh), replicated, replicated), out_shardings=replicated
-  )
+  replicated, sharded = _parallel.replicated(mesh), _parallel.batch_sharded(mesh)
+  return jax.jit(bounds, in_shardings=(replicated, sharded, sharded, replicated, replicated), out_shardings=replicated)
 
 
 def per_example_bounds(
@@ -155,9 +158,9 @@ def per_example_bounds(
     padded[: len(x)] = x
     valid = np.arange(rows_per_batch) < len(x)
     x_global, valid_global = _parallel.global_batch((padded, valid), mesh)
-    values = bounds(params, x_global, key_data, np.int32(i))
-    keep = np.asarray(valid_global)
-    for name, value in jax.device_get(values).items():
+    values = jax.device_get(bounds(params, x_global, valid_global, key_data, np.int32(i)))
+    keep = values.pop('valid')
+    for name, value in values.items():
       per_example.setdefault(name, []).append(value[keep])
   if not per_example:
     raise ValueError('`batches` is empty: there is nothing to evaluate.')

@@ -165,6 +165,7 @@ def _restore_or_init(config, vae, tx, manager, workdir, data_iterator, mesh) -> 
     return state
   _, stored_config = _checkpoint.latest_run(workdir)
   _checkpoint.check_resumable(stored_config, config, workdir)
+  _checkpoint.check_process_layout(workdir, step)
   state = _checkpoint.restore_state(manager, step, state, data_iterator=data_iterator)
   position = data_iterator.get_state()['next_index']
   if position != int(state.step):
@@ -181,7 +182,12 @@ def restore_for_eval(
   """The VAE and the `TrainState` saved at `step` in `workdir`, replicated over `mesh`, for evaluation."""
   _config.validate_config(config)
   vae, tx = make_vae(config), make_optimizer(config)
-  abstract_state = jax.eval_shape(functools.partial(init_state, config, vae, tx, mesh=mesh))
+  # Shardings on the target let a run saved on one topology be restored on another.
+  replicated = _parallel.replicated(mesh)
+  abstract_state = jax.tree.map(
+    lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=replicated),
+    jax.eval_shape(functools.partial(init_state, config, vae, tx, mesh=mesh)),
+  )
   manager = _checkpoint.open_manager(workdir, config=config)
   try:
     return vae, _checkpoint.restore_state(manager, step, abstract_state)

@@ -55,9 +55,7 @@ def test_sharded_evaluation_pads_uneven_batches():
   x = _data.prepare_eval_images(images, np.arange(20), data=jaxvae_default_data())
   encoder = lambda x: (jnp.tanh(x.reshape(len(x), -1)[:, :3]), jnp.full((len(x), 3), -1.0))  # noqa: E731
   decoder = lambda z: jnp.tile(z.sum(-1, keepdims=True), (1, 784)).reshape(-1, 28, 28, 1)  # noqa: E731
-  kwargs = dict(
-    encoder=encoder, decoder=decoder, log_likelihood=jaxvae.bernoulli_log_likelihood, key=jax.random.key(0)
-  )
+  kwargs = dict(encoder=encoder, decoder=decoder, log_likelihood=jaxvae.bernoulli_log_likelihood, key=jax.random.key(0))
   kwargs.update(elbo_num_samples=3, iwae_num_samples=6)
   on_eight = jaxvae.evaluate_bounds([x[:13], x[13:]], mesh=_parallel.make_mesh(), **kwargs)
   on_one = jaxvae.evaluate_bounds([x[:13], x[13:]], mesh=_parallel.make_mesh(jax.devices()[:1]), **kwargs)

@@ -72,6 +72,16 @@ def test_checkpoint_with_an_inconsistent_data_position_is_refused(smoke_config, 
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
+def test_resume_with_another_process_count_is_refused(smoke_config, tmp_path):
+  smoke_config.train.num_train_steps = 10
+  jaxvae.train_and_evaluate(smoke_config, tmp_path)
+  positions = tmp_path / 'checkpoints' / '10' / 'data_iterator'
+  (positions / 'process_0-of-1.json').rename(positions / 'process_0-of-2.json')
+  smoke_config.train.num_train_steps = 20
+  with pytest.raises(ValueError, match=r'saved by a different number of processes \(process_0-of-2.json\) than the 1'):
+    jaxvae.train_and_evaluate(smoke_config, tmp_path)
+
+
 def test_non_finite_loss_stops_training(smoke_config, tmp_path):
   smoke_config.optim.learning_rate = 1e30
   with pytest.raises(FloatingPointError, match='the training loss became non-finite between steps'):
