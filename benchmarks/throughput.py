@@ -58,8 +58,8 @@ def train_throughput(config, batch_size, *, repeats):
   vae, tx = _train.make_vae(config), _train.make_optimizer(config)
   step = _train.make_train_step(config, vae, tx)
   state = _train.init_state(config, vae, tx)
-  images = _data.load_split('mnist_5k', 'train').images
-  batch = jnp.asarray(images[np.arange(batch_size) % len(images)])
+  images = _data.load_mnist_5k()['train'].arrays['image']
+  batch = {'image': jnp.asarray(images[np.arange(batch_size) % len(images)])}
   steps = max(20, 40_000 // batch_size)
 
   def run():
@@ -80,7 +80,7 @@ def iwae_throughput(config, num_samples, *, repeats):
   vae = _train.make_vae(config)
   params = _train.init_state(config, vae, _train.make_optimizer(config)).params
   encoder, decoder = jaxvae.bind_vae(vae, params)
-  x = jnp.asarray(_data.binarize_fixed(_data.load_split('mnist_5k', 'test').images[: config.eval.batch_size]))
+  x = jnp.asarray(next(iter(_data.eval_batches(config.data, batch_size=config.eval.batch_size))))
   bound = jax.jit(
     functools.partial(
       jaxvae.iwae_bound,
