@@ -45,6 +45,26 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   # parameters, optimiser state, outputs and loss (for TPUs and recent GPUs).
   config.model.dtype = 'float32'
 
+  # The training objective: the VAE, or one of its family (see README, "The VAE family").
+  config.objective = ml_collections.ConfigDict()
+  # vae, beta_vae, capacity_vae, factor_vae, beta_tcvae, dip_vae, wae_mmd, iwae, cvae or autoencoder
+  config.objective.name = 'vae'
+  config.objective.beta = 1.0  # beta_vae: weight of the KL; beta_tcvae: weight of the total correlation
+  config.objective.capacity_max = 25.0  # capacity_vae: C_max, the KL target in nats at the end of the ramp
+  config.objective.capacity_steps = 100_000  # capacity_vae: steps over which C rises linearly from 0 to C_max
+  config.objective.capacity_gamma = 1000.0  # capacity_vae: gamma, the weight of |KL - C|
+  config.objective.factor_vae_gamma = 35.0  # factor_vae: gamma, the weight of the discriminator's TC estimate
+  config.objective.discriminator_hidden_size = 1000  # factor_vae: discriminator MLP width ...
+  config.objective.discriminator_layers = 6  # ... and depth (Kim & Mnih 2018)
+  config.objective.discriminator_learning_rate = 1e-4  # factor_vae: the discriminator's Adam (beta1 0.5, beta2 0.9)
+  config.objective.dip_kind = 'i'  # dip_vae: 'i' (covariance of the means) or 'ii' (of q(z))
+  config.objective.dip_lambda_off_diagonal = 10.0  # dip_vae: lambda_od
+  config.objective.dip_lambda_diagonal = 100.0  # dip_vae: lambda_d (10 lambda_od for 'i', lambda_od for 'ii')
+  config.objective.mmd_weight = 10.0  # wae_mmd: lambda, the weight of MMD(q(z), p(z))
+  # cvae: what the model is conditioned on: 'label' (one-hot class), 'inpaint'
+  # (the image with random quadrants hidden, and its mask), 'structure' (its edges).
+  config.objective.condition = 'none'
+
   config.optim = ml_collections.ConfigDict()
   config.optim.name = 'adam'  # any optax optimiser taking `learning_rate`
   config.optim.learning_rate = 1e-3
@@ -64,6 +84,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
 
   config.eval = ml_collections.ConfigDict()
   config.eval.batch_size = 100  # test examples per evaluation step
+  config.eval.num_examples = 0  # evaluate the first this many examples of the split; 0: all of them
   config.eval.elbo_num_samples = 100  # latent samples per example for the ELBO estimate
   config.eval.iwae_num_samples = 1000  # K of the importance-weighted bound
   config.eval.iwae_chunk_size = 100  # samples per example decoded at once (bounds memory)
@@ -82,4 +103,26 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     config.eval.iwae_chunk_size = 5
   elif variant:
     raise ValueError(f"unknown variant {variant!r} of configs/default.py; use '' or 'smoke'.")
+  return config
+
+
+def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The `smoke` variant of another config: tiny networks, 6 steps, checkpoints at 3 and 6; seconds on a CPU."""
+  config.model.hidden_sizes = (16,)
+  config.model.conv_channels = (4,) * len(config.model.conv_channels)
+  config.model.dense_size = 8
+  config.model.latent_dim = 4
+  config.objective.discriminator_hidden_size = 16
+  config.objective.discriminator_layers = 2
+  config.optim.warmup_steps = min(config.optim.warmup_steps, 2)
+  config.train.batch_size = 8
+  config.train.num_train_steps = 6
+  config.train.log_every = 2
+  config.train.checkpoint_every = 3
+  config.eval.batch_size = 50
+  config.eval.num_examples = 200
+  config.eval.elbo_num_samples = 2
+  config.eval.iwae_num_samples = 4
+  config.eval.iwae_chunk_size = 2
+  config.eval.num_image_rows = 2
   return config

@@ -46,17 +46,6 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.eval.iwae_num_samples = 100
   config.eval.iwae_chunk_size = 50
 
-  if variant == 'smoke':  # seconds on a CPU
-    config.model.conv_channels = (4, 4, 4, 4)
-    config.model.dense_size = 8
-    config.model.latent_dim = 4
-    config.train.batch_size = 8
-    config.train.num_train_steps = 6
-    config.train.log_every = 2
-    config.train.checkpoint_every = 3
-    config.eval.batch_size = 50
-    config.eval.elbo_num_samples = 2
-    config.eval.iwae_num_samples = 4
-    config.eval.iwae_chunk_size = 2
-    config.eval.num_image_rows = 2
+  if variant == 'smoke':
+    default.shrink(config)
   return config

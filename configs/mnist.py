@@ -56,16 +56,6 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.eval.iwae_num_samples = 5000  # the paper's NLL protocol
   config.eval.iwae_chunk_size = 250
 
-  if 'smoke' in variants:  # seconds on a CPU, e.g. on tfds.testing.mock_data
-    config.model.hidden_sizes = (16,)
-    config.model.latent_dim = 4
-    config.train.batch_size = 8
-    config.train.num_train_steps = 6
-    config.train.log_every = 2
-    config.train.checkpoint_every = 3
-    config.eval.batch_size = 4
-    config.eval.elbo_num_samples = 2
-    config.eval.iwae_num_samples = 4
-    config.eval.iwae_chunk_size = 2
-    config.eval.num_image_rows = 2
+  if 'smoke' in variants:
+    default.shrink(config)
   return config

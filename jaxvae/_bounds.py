@@ -34,11 +34,14 @@ LogLikelihood = Callable[[jax.Array, Any], jax.Array]
 
 
 class ElboOutput(NamedTuple):
-  """The ELBO and its two terms, per example, in nats."""
+  """The ELBO and its two terms, per example, in nats; and the posterior and samples they came from."""
 
   elbo: jax.Array  # [B] reconstruction - kl
   reconstruction: jax.Array  # [B] Monte Carlo estimate of E_q[log p(x|z)]
   kl: jax.Array  # [B] closed-form KL(q(z|x) || N(0, I))
+  loc: jax.Array  # [B, D] posterior mean
+  log_var: jax.Array  # [B, D] posterior log-variance
+  z: jax.Array  # [S, B, D] the reparameterised samples of the reconstruction term
 
 
 def elbo(
@@ -69,7 +72,9 @@ def elbo(
     num_samples: samples per example for the reconstruction term.
 
   Returns:
-    An `ElboOutput` of `[B]` arrays: `elbo`, `reconstruction`, `kl`.
+    An `ElboOutput`: `[B]` arrays `elbo`, `reconstruction`, `kl`, and the
+    posterior `loc`, `log_var` `[B, D]` and samples `z` `[S, B, D]` (for
+    regularisers such as `jaxvae.decomposed_kl_mws`).
 
   Raises:
     ValueError: if `x` is not a floating array with a batch axis, the encoder
@@ -92,7 +97,7 @@ def elbo(
   reconstruction = _log_likelihood_of_samples(x, z, decoder, log_likelihood)  # [S, B]
   kl = _gaussian.kl_diag_gaussian_standard_normal(loc, log_var)  # [B]
   reconstruction = jnp.mean(reconstruction, axis=0)  # [B]
-  return ElboOutput(elbo=reconstruction - kl, reconstruction=reconstruction, kl=kl)
+  return ElboOutput(reconstruction - kl, reconstruction, kl, loc, log_var, z)
 
 
 def iwae_bound(

@@ -9,7 +9,7 @@ from typing import Any
 import ml_collections
 import optax
 
-from jaxvae import _data, _models
+from jaxvae import _data, _family, _models
 
 _Check = tuple[Callable[[Any], bool], str]  # (predicate, what the field must be)
 
@@ -76,6 +76,20 @@ _SCHEMA: Mapping[str, _Check] = {
   'model.gaussian_scale': _one_of(_models.GAUSSIAN_SCALES),
   'model.gaussian_fixed_log_scale': _number(),
   'model.dtype': _one_of(_models.DTYPES),
+  'objective.name': _one_of(_family.OBJECTIVES),
+  'objective.beta': _non_negative_number(),
+  'objective.capacity_max': _non_negative_number(),
+  'objective.capacity_steps': _int_at_least(1),
+  'objective.capacity_gamma': _non_negative_number(),
+  'objective.factor_vae_gamma': _non_negative_number(),
+  'objective.discriminator_hidden_size': _int_at_least(1),
+  'objective.discriminator_layers': _int_at_least(1),
+  'objective.discriminator_learning_rate': _positive_number(),
+  'objective.dip_kind': _one_of(('i', 'ii')),
+  'objective.dip_lambda_off_diagonal': _non_negative_number(),
+  'objective.dip_lambda_diagonal': _non_negative_number(),
+  'objective.mmd_weight': _non_negative_number(),
+  'objective.condition': _one_of(_family.CONDITIONS),
   'optim.name': _optax_optimizer(),
   'optim.learning_rate': _positive_number(),
   'optim.schedule': _one_of(SCHEDULES),
@@ -89,6 +103,7 @@ _SCHEMA: Mapping[str, _Check] = {
   'train.checkpoint_every': _int_at_least(1),
   'train.keep_checkpoints': _int_at_least(1),
   'eval.batch_size': _int_at_least(1),
+  'eval.num_examples': _int_at_least(0),
   'eval.elbo_num_samples': _int_at_least(1),
   'eval.iwae_num_samples': _int_at_least(1),
   'eval.iwae_chunk_size': _int_at_least(1),
@@ -126,6 +141,32 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
   _data.check_data_config(config.data)
   _check_preprocessing(config)
+  _check_objective(config)
+
+
+def _check_objective(config: ml_collections.ConfigDict) -> None:
+  """The objective must fit the data, the sampling settings and its condition."""
+  objective, num_samples = config.objective, config.train.num_samples
+  if (objective.name == 'cvae') != (objective.condition != 'none'):
+    raise ValueError(
+      f"config.objective.condition is {objective.condition!r} with the {objective.name!r} objective: a condition "
+      "goes with objective 'cvae' and only there; set both, or condition='none'."
+    )
+  if objective.condition == 'label' and not _data.DATASETS[config.data.dataset].num_classes:
+    raise ValueError(
+      f"config.objective.condition='label' needs a labelled dataset; {config.data.dataset!r} has no labels. "
+      "Use condition='inpaint' or 'structure', or a labelled dataset such as mnist_5k."
+    )
+  if objective.name == 'iwae' and num_samples < 2:
+    raise ValueError(
+      f"the 'iwae' objective needs config.train.num_samples = K >= 2 importance samples; got {num_samples} "
+      "(K = 1 is the VAE: use objective 'vae')."
+    )
+  if objective.name in _family.DETERMINISTIC and num_samples != 1:
+    raise ValueError(
+      f'the {objective.name!r} objective has a deterministic encoder: it draws no latent samples, so '
+      f'config.train.num_samples must be 1 (got {num_samples}); importance weighting (IWAE) does not apply to it.'
+    )
 
 
 def _check_preprocessing(config: ml_collections.ConfigDict) -> None:

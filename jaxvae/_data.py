@@ -535,11 +535,16 @@ def eval_batches(
   *,
   batch_size: int,
   split: str | None = None,
+  num_examples: int = 0,
   process_index: int = 0,
   process_count: int = 1,
 ) -> EvalBatches:
-  """The evaluation split (`config.data.eval_split` unless `split` is given), prepared with fixed noise."""
+  """The evaluation split (`config.data.eval_split` unless `split` is given), prepared with fixed noise.
+
+  `num_examples > 0` keeps only the split's first `num_examples` examples.
+  """
   source = open_source(data, split or data.eval_split)
-  indices = shard_indices(len(source), process_index=process_index, process_count=process_count)
-  largest_shard = -(-len(source) // process_count)
+  total = min(len(source), num_examples) if num_examples else len(source)
+  indices = shard_indices(total, process_index=process_index, process_count=process_count)
+  largest_shard = -(-total // process_count)
   return EvalBatches(source, data, batch_size, indices, num_batches=-(-largest_shard // batch_size))

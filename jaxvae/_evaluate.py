@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import tqdm
 
-from jaxvae import _bounds, _checkpoint, _checks, _data, _likelihoods, _models, _parallel
+from jaxvae import _bounds, _checkpoint, _checks, _data, _family, _likelihoods, _models, _parallel
 
 
 def evaluate_bounds(
@@ -76,49 +76,62 @@ def evaluate_bounds(
     _checks.check_positive_int('bits_per_dim_dims', bits_per_dim_dims)
   mesh = mesh or _parallel.make_mesh()
   bounds = make_bounds_fn(
-    lambda params: (encoder, decoder),
+    lambda params, condition: (encoder, decoder),
     log_likelihood=log_likelihood,
     elbo_num_samples=elbo_num_samples,
     iwae_num_samples=iwae_num_samples,
     iwae_chunk_size=iwae_chunk_size,
     mesh=mesh,
   )
-  values = per_example_bounds(batches, bounds, None, key=key, mesh=mesh, progress=progress)
+  total = len(batches) if hasattr(batches, '__len__') else None
+  items = ((x, {}) for x in batches)
+  values = per_example_bounds(items, bounds, None, key=key, mesh=mesh, total=total, progress=progress)
   return summarize(values, bits_per_dim_dims=bits_per_dim_dims, dequantization_levels=dequantization_levels)
 
 
-BoundsFn = Callable[[Any, jax.Array, jax.Array, np.ndarray, np.ndarray], dict[str, jax.Array]]
+BoundsFn = Callable[[Any, jax.Array, _data.Batch, jax.Array, np.ndarray, np.ndarray], dict[str, jax.Array]]
+ConditionFn = Callable[[jax.Array, _data.Batch, jax.Array], Any]
 
 
 def make_bounds_fn(
-  bind: Callable[[Any], tuple[_bounds.Encoder, _bounds.Decoder]],
+  bind: Callable[[Any, Any], tuple[_bounds.Encoder, _bounds.Decoder]],
   *,
   log_likelihood: _bounds.LogLikelihood,
   elbo_num_samples: int,
   iwae_num_samples: int | None,
   iwae_chunk_size: int | None,
   mesh: jax.sharding.Mesh,
+  condition_fn: ConditionFn | None = None,
+  deterministic: bool = False,
 ) -> BoundsFn:
-  """The jitted `(params, x [B, ...], valid [B], key_data, batch_index) -> {name: [B]}` for `per_example_bounds`.
+  """The jitted `(params, x [B, ...], extras, valid [B], key_data, batch_index) -> {name: [B]}`.
 
-  The outputs are replicated on every device and include `valid`, which
-  marks the rows that are examples rather than padding.
+  For `per_example_bounds`. The outputs are replicated on every device and
+  include `valid`, which marks the rows that are examples rather than padding.
 
-  `bind(params)` gives the encoder and decoder. Parameters are an argument,
-  not a closure, so one compilation serves every checkpoint, and globally
-  sharded parameters work across processes.
+  `bind(params, condition)` gives the encoder and decoder; `condition_fn(x,
+  extras, key)` the condition of a conditional model (the bounds are then
+  those of log p(x | condition)). Parameters are an argument, not a closure,
+  so one compilation serves every checkpoint, and globally sharded parameters
+  work across processes. A `deterministic` model (an autoencoder, a WAE) has
+  no likelihood bound: only `reconstruction`, log p(x | z = encoder mean), is
+  computed.
   """
   _checks.check_positive_int('elbo_num_samples', elbo_num_samples)
   if iwae_num_samples is not None:
     _checks.check_positive_int('iwae_num_samples', iwae_num_samples)
 
   def bounds(
-    params: Any, x: jax.Array, valid: jax.Array, key_data: jax.Array, batch_index: jax.Array
+    params: Any, x: jax.Array, extras: _data.Batch, valid: jax.Array, key_data: jax.Array, batch_index: jax.Array
   ) -> dict[str, jax.Array]:
-    encoder, decoder = bind(params)
-    bound_args = dict(encoder=encoder, decoder=decoder, log_likelihood=log_likelihood)
     batch_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), batch_index)
     elbo_key, iwae_key = jax.random.split(batch_key)
+    condition = None if condition_fn is None else condition_fn(x, extras, jax.random.fold_in(batch_key, 1))
+    encoder, decoder = bind(params, condition)
+    if deterministic:
+      loc, _ = encoder(x)
+      return {'reconstruction': log_likelihood(x, decoder(loc)), 'valid': valid}
+    bound_args = dict(encoder=encoder, decoder=decoder, log_likelihood=log_likelihood)
     out = _bounds.elbo(x, key=elbo_key, num_samples=elbo_num_samples, **bound_args)
     values = {'elbo': out.elbo, 'reconstruction': out.reconstruction, 'kl': out.kl, 'valid': valid}  # each [B]
     if iwae_num_samples is not None:
@@ -128,37 +141,41 @@ def make_bounds_fn(
     return values
 
   replicated, sharded = _parallel.replicated(mesh), _parallel.batch_sharded(mesh)
-  return jax.jit(bounds, in_shardings=(replicated, sharded, sharded, replicated, replicated), out_shardings=replicated)
+  return jax.jit(
+    bounds, in_shardings=(replicated, sharded, sharded, sharded, replicated, replicated), out_shardings=replicated
+  )
 
 
 def per_example_bounds(
-  batches: Iterable[jax.typing.ArrayLike],
+  items: Iterable[tuple[np.ndarray, _data.Batch]],
   bounds: BoundsFn,
   params: Any,
   *,
   key: jax.Array,
   mesh: jax.sharding.Mesh,
+  total: int | None = None,
   progress: bool = False,
 ) -> dict[str, np.ndarray]:
-  """Runs `bounds` on every batch, padded to split evenly over `mesh`; the per-example values of all processes.
+  """Runs `bounds` on every `(x, extras)` batch, padded to split evenly over `mesh`.
+
+  Returns:
+    The per-example values of the examples of all processes.
 
   Raises:
-    ValueError: for an empty `batches`.
+    ValueError: for an empty `items`.
   """
   local_devices = mesh.size // jax.process_count()
   key_data = np.asarray(jax.random.key_data(key))
   rows_per_batch = None  # every batch is padded to the first one's size, the same on every process
   per_example: dict[str, list[np.ndarray]] = {}
-  total = len(batches) if hasattr(batches, '__len__') else None
-  for i, x in enumerate(tqdm.tqdm(batches, total=total, desc='eval', unit='batch', disable=not progress)):
+  for i, (x, extras) in enumerate(tqdm.tqdm(items, total=total, desc='eval', unit='batch', disable=not progress)):
     x = np.asarray(x)
     if rows_per_batch is None:
       rows_per_batch = -(-max(len(x), 1) // local_devices) * local_devices
-    padded = np.zeros((rows_per_batch, *x.shape[1:]), x.dtype)
-    padded[: len(x)] = x
-    valid = np.arange(rows_per_batch) < len(x)
-    x_global, valid_global = _parallel.global_batch((padded, valid), mesh)
-    values = jax.device_get(bounds(params, x_global, valid_global, key_data, np.int32(i)))
+    padded = [_pad_rows(array, rows_per_batch) for array in (x, np.ones(len(x), bool))]
+    padded_extras = {name: _pad_rows(np.asarray(value), rows_per_batch) for name, value in extras.items()}
+    x_global, valid_global, extras_global = _parallel.global_batch((*padded, padded_extras), mesh)
+    values = jax.device_get(bounds(params, x_global, extras_global, valid_global, key_data, np.int32(i)))
     keep = values.pop('valid')
     for name, value in values.items():
       per_example.setdefault(name, []).append(value[keep])
@@ -167,10 +184,26 @@ def per_example_bounds(
   return {name: np.concatenate(parts).astype(np.float64) for name, parts in per_example.items()}
 
 
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+  """`array` with zero rows appended up to `rows`."""
+  padded = np.zeros((rows, *array.shape[1:]), array.dtype)
+  padded[: len(array)] = array
+  return padded
+
+
 def summarize(
   values: dict[str, np.ndarray], *, bits_per_dim_dims: int | None = None, dequantization_levels: int | None = None
 ) -> dict[str, float]:
-  """Means and standard errors of per-example bounds (see `evaluate_bounds` for the keys)."""
+  """Means and standard errors of per-example bounds (see `evaluate_bounds` for the keys).
+
+  For a deterministic model (only `reconstruction` computed): `num_examples`
+  and `reconstruction_nats` with its standard error.
+  """
+  if 'elbo' not in values:
+    return {
+      'num_examples': float(len(values['reconstruction'])),
+      **_mean_and_stderr('reconstruction_nats', values['reconstruction']),
+    }
   summary = {'num_examples': float(len(values['elbo']))}
   summary.update(_mean_and_stderr('elbo_nats', values['elbo']))
   summary['reconstruction_nats'] = float(values['reconstruction'].mean())
@@ -205,6 +238,7 @@ def test_batches(config: Any) -> tuple[_data.EvalBatches, int]:
   batches = _data.eval_batches(
     config.data,
     batch_size=-(-config.eval.batch_size // jax.process_count()),
+    num_examples=config.eval.num_examples,
     process_index=jax.process_index(),
     process_count=jax.process_count(),
   )
@@ -214,7 +248,9 @@ def test_batches(config: Any) -> tuple[_data.EvalBatches, int]:
 def model_bounds_fn(
   config: Any, vae: _models.VAE, *, mesh: jax.sharding.Mesh, elbo_num_samples: int, iwae_num_samples: int | None = None
 ) -> BoundsFn:
-  """`make_bounds_fn` for the run's VAE, taking its parameters."""
+  """`make_bounds_fn` for the run's VAE, taking its parameters (and its conditions, if it is conditional)."""
+  from jaxvae import _train  # pylint: disable=import-outside-toplevel (train imports this module)
+
   return make_bounds_fn(
     functools.partial(_models.bind_vae, vae),
     log_likelihood=_models.log_likelihood_fn(config.model.likelihood),
@@ -222,7 +258,14 @@ def model_bounds_fn(
     iwae_num_samples=iwae_num_samples,
     iwae_chunk_size=config.eval.iwae_chunk_size,
     mesh=mesh,
+    condition_fn=_train.condition_fn(config) if config.objective.condition != 'none' else None,
+    deterministic=config.objective.name in _family.DETERMINISTIC,
   )
+
+
+def model_items(batches: _data.EvalBatches) -> Iterable[tuple[np.ndarray, _data.Batch]]:
+  """`(x, extras)` of each evaluation batch, with only the extras a model's condition may use (labels)."""
+  return ((x, {k: v for k, v in extras.items() if k == 'label'}) for x, extras in batches.items())
 
 
 def summarize_for(config: Any, values: dict[str, np.ndarray]) -> dict[str, float]:
@@ -271,7 +314,13 @@ def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None
     config, vae, mesh=mesh, elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=num_samples
   )
   values = per_example_bounds(
-    batches, bounds, state.params, key=jax.random.key(config.eval.seed), mesh=mesh, progress=True
+    model_items(batches),
+    bounds,
+    state.params,
+    key=jax.random.key(config.eval.seed),
+    mesh=mesh,
+    total=len(batches),
+    progress=True,
   )
   summary = {'step': float(step), 'iwae_num_samples': float(num_samples), **summarize_for(config, values)}
   if jax.process_index() == 0:
@@ -286,17 +335,26 @@ def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None
 
 def format_table(summary: dict[str, float], config: Any) -> str:
   """A plain-text table of the bounds with their standard errors."""
+  header = (
+    f'{config.data.dataset} test split, {int(summary["num_examples"])} examples, checkpoint step {int(summary["step"])}'
+  )
+  if 'elbo_nats' not in summary:
+    return '\n'.join(
+      [
+        header,
+        f'no likelihood bound: the {config.objective.name} objective has a deterministic encoder, so it defines no '
+        'p(x) to bound',
+        f'{"log p(x | z = encoder mean)":<30}'
+        f'{summary["reconstruction_nats"]:.2f} ± {summary["reconstruction_nats_stderr"]:.2f} nats/example',
+      ]
+    )
   k = int(summary['iwae_num_samples'])
   rows = [
     ('ELBO', 'elbo_nats', 'elbo_bpd'),
     (f'IWAE bound, K={k}', 'iwae_nats', None),
     (f'NLL <= -IWAE, K={k}', 'nll_nats', 'nll_bpd'),
   ]
-  lines = [
-    f'{config.data.dataset} test split, {int(summary["num_examples"])} examples, '
-    f'checkpoint step {int(summary["step"])}',
-    f'{"bound":<22}{"nats/example":>22}{"-bound, bits/dim":>22}',
-  ]
+  lines = [header, f'{"bound":<22}{"nats/example":>22}{"-bound, bits/dim":>22}']
   for label, nats_key, bpd_key in rows:
     stderr_key = nats_key if nats_key != 'nll_nats' else 'iwae_nats'
     nats = f'{summary[nats_key]:.2f} ± {summary[stderr_key + "_stderr"]:.2f}'

@@ -96,9 +96,9 @@ class MLPEncoder(nn.Module):
   dtype: Any = jnp.float32  # computation dtype; parameters and outputs stay float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array, context: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     act = _activation(self.activation)
-    h = x.reshape(x.shape[0], -1)  # [B, prod(event)]
+    h = _with_context(x.reshape(x.shape[0], -1), context)  # [B, prod(event) (+ E)]
     for size in self.hidden_sizes:
       h = act(nn.Dense(size, dtype=self.dtype)(h))
     # One Dense for both heads: a single wider matmul is faster than two.
@@ -117,9 +117,9 @@ class MLPDecoder(nn.Module):
   dtype: Any = jnp.float32  # computation dtype; parameters and outputs stay float32
 
   @nn.compact
-  def __call__(self, z: jax.Array) -> Any:
+  def __call__(self, z: jax.Array, context: jax.Array | None = None) -> Any:
     act = _activation(self.activation)
-    h = z
+    h = _with_context(z, context)  # [N, D (+ E)]
     for size in self.hidden_sizes:
       h = act(nn.Dense(size, dtype=self.dtype)(h))
     per_pixel = self.head.params_per_pixel
@@ -152,12 +152,12 @@ class ConvEncoder(nn.Module):
   dtype: Any = jnp.float32  # computation dtype; parameters and outputs stay float32
 
   @nn.compact
-  def __call__(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, x: jax.Array, context: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
     act = _activation(self.activation)
     h = x
     for features in self.channels:
       h = act(nn.Conv(features, (4, 4), strides=(2, 2), padding='SAME', dtype=self.dtype)(h))
-    h = act(nn.Dense(self.dense_size, dtype=self.dtype)(h.reshape(h.shape[0], -1)))
+    h = act(nn.Dense(self.dense_size, dtype=self.dtype)(_with_context(h.reshape(h.shape[0], -1), context)))
     # The bounds (KL, sampling, log-likelihoods) are computed in float32.
     loc_and_log_var = nn.Dense(2 * self.latent_dim, dtype=self.dtype)(h).astype(jnp.float32)  # [B, 2D]
     return loc_and_log_var[:, : self.latent_dim], loc_and_log_var[:, self.latent_dim :]
@@ -174,12 +174,12 @@ class ConvDecoder(nn.Module):
   dtype: Any = jnp.float32  # computation dtype; parameters and outputs stay float32
 
   @nn.compact
-  def __call__(self, z: jax.Array) -> Any:
+  def __call__(self, z: jax.Array, context: jax.Array | None = None) -> Any:
     act = _activation(self.activation)
     height, _, image_channels = self.event_shape
     sizes = _conv_sizes(height, len(self.channels))  # e.g. 28 -> [28, 14, 7, 4, 2]
     features = list(reversed(self.channels))
-    h = act(nn.Dense(self.dense_size, dtype=self.dtype)(z))
+    h = act(nn.Dense(self.dense_size, dtype=self.dtype)(_with_context(z, context)))
     h = act(nn.Dense(sizes[-1] * sizes[-1] * features[0], dtype=self.dtype)(h))
     h = h.reshape(z.shape[0], sizes[-1], sizes[-1], features[0])
     per_pixel = self.head.params_per_pixel
@@ -195,26 +195,68 @@ class ConvDecoder(nn.Module):
     return self.head(jnp.split(h.astype(jnp.float32), per_pixel, axis=-1))  # P arrays [N, H, W, C]
 
 
+class ConditionNet(nn.Module):
+  """A condition `[B, ...]` to the context vector `[B, E]` that a conditional VAE's encoder and decoder take.
+
+  Vectors (one-hot labels) pass through; images (a masked image with its
+  mask, a structure map) are flattened (`architecture='mlp'`) or summarised
+  by stride-2 convolutions and a Dense layer (`'conv'`).
+  """
+
+  architecture: str = 'mlp'
+  channels: Sequence[int] = (32, 32, 64, 64)
+  dense_size: int = 256
+  activation: str = 'relu'
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, condition: jax.Array) -> jax.Array:
+    if condition.ndim == 2 or self.architecture == 'mlp':
+      return condition.reshape(condition.shape[0], -1)
+    act = _activation(self.activation)
+    h = condition  # [B, H, W, C']
+    for features in self.channels:
+      h = act(nn.Conv(features, (4, 4), strides=(2, 2), padding='SAME', dtype=self.dtype)(h))
+    return act(nn.Dense(self.dense_size, dtype=self.dtype)(h.reshape(h.shape[0], -1))).astype(jnp.float32)
+
+
+def _with_context(h: jax.Array, context: jax.Array | None) -> jax.Array:
+  """`h [N, F]` with the context vector `[N, E]` appended to its features, if there is one."""
+  return h if context is None else jnp.concatenate([h, context.astype(h.dtype)], axis=-1)
+
+
 class VAE(nn.Module):
   """An encoder and a decoder under one parameter tree `{'encoder': ..., 'decoder': ...}`.
 
   Use `encode` and `decode` through `apply(..., method=...)`, or get both as
-  closures over the parameters with `jaxvae.bind_vae`.
+  closures over the parameters with `jaxvae.bind_vae`. With a `condition_net`
+  it is a conditional VAE (Sohn et al. 2015): q(z|x, c) and p(x|z, c), both
+  given the condition's context vector, with the N(0, I) prior.
   """
 
   encoder: nn.Module
   decoder: nn.Module
+  condition_net: nn.Module | None = None
 
-  def encode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return self.encoder(x)
+  def _context(self, condition: jax.Array | None) -> jax.Array | None:
+    if (condition is None) != (self.condition_net is None):
+      raise ValueError(
+        'a conditional VAE needs a condition and an unconditional one takes none; got '
+        f'condition={"None" if condition is None else "an array"} for a '
+        f'{"conditional" if self.condition_net is not None else "unconditional"} VAE.'
+      )
+    return None if condition is None else self.condition_net(condition)
 
-  def decode(self, z: jax.Array) -> Any:
-    return self.decoder(z)
+  def encode(self, x: jax.Array, condition: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    return self.encoder(x, self._context(condition))
 
-  def __call__(self, x: jax.Array) -> Any:
+  def decode(self, z: jax.Array, condition: jax.Array | None = None) -> Any:
+    return self.decoder(z, self._context(condition))
+
+  def __call__(self, x: jax.Array, condition: jax.Array | None = None) -> Any:
     """Decodes the posterior means of `x`: used to initialise every parameter."""
-    loc, _ = self.encode(x)
-    return self.decode(loc)
+    loc, _ = self.encode(x, condition)
+    return self.decode(loc, condition)
 
 
 def make_vae(
@@ -230,6 +272,7 @@ def make_vae(
   gaussian_scale: str = 'fixed',
   gaussian_fixed_log_scale: float = 0.0,
   dtype: str = 'float32',
+  conditional: bool = False,
 ) -> VAE:
   """Builds a `VAE` from model settings (the fields of `config.model`).
 
@@ -247,6 +290,7 @@ def make_vae(
     gaussian_fixed_log_scale: log standard deviation of the Gaussian decoder.
     dtype: `'float32'`, or `'bfloat16'` for mixed precision: bfloat16 matmuls
       and convolutions with float32 parameters, outputs and bounds.
+    conditional: add a `ConditionNet`: `encode`, `decode` then take a condition.
 
   Returns:
     An unbound `VAE` module.
@@ -288,17 +332,26 @@ def make_vae(
     decoder = ConvDecoder(tuple(conv_channels), dense_size, event_shape, head, activation, dtype=jnp.dtype(dtype))
   else:
     raise ValueError(f"unknown architecture {architecture!r}; choose 'mlp' or 'conv'.")
-  return VAE(encoder=encoder, decoder=decoder)
+  condition_net = None
+  if conditional:
+    condition_net = ConditionNet(architecture, tuple(conv_channels), dense_size, activation, dtype=jnp.dtype(dtype))
+  return VAE(encoder=encoder, decoder=decoder, condition_net=condition_net)
 
 
-def bind_vae(vae: VAE, params: Any) -> tuple[Callable[[jax.Array], Any], Callable[[jax.Array], Any]]:
-  """The `(encoder, decoder)` callables of `vae` closed over `params`, ready for `jaxvae.elbo`."""
+def bind_vae(
+  vae: VAE, params: Any, condition: jax.Array | None = None
+) -> tuple[Callable[[jax.Array], Any], Callable[[jax.Array], Any]]:
+  """The `(encoder, decoder)` callables of `vae` closed over `params`, ready for `jaxvae.elbo`.
+
+  For a conditional VAE, `condition` `[B, ...]` is the batch's condition:
+  the callables then take batches of `B` examples or latents.
+  """
   variables = {'params': params}
 
   def encoder(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return vae.apply(variables, x, method=VAE.encode)
+    return vae.apply(variables, x, condition, method=VAE.encode)
 
   def decoder(z: jax.Array) -> Any:
-    return vae.apply(variables, z, method=VAE.decode)
+    return vae.apply(variables, z, condition, method=VAE.decode)
 
   return encoder, decoder

@@ -18,7 +18,7 @@ import numpy as np
 import optax
 import tqdm
 
-from jaxvae import _bounds, _checkpoint, _config, _data, _evaluate, _images, _metrics, _models, _parallel
+from jaxvae import _checkpoint, _config, _data, _evaluate, _family, _images, _metrics, _models, _parallel
 
 Params = Any
 Metrics = dict[str, jax.Array]
@@ -32,11 +32,19 @@ class TrainState:
   params: Params  # {'encoder': ..., 'decoder': ...}
   opt_state: optax.OptState
   rng: jax.Array  # [2] uint32 key data; step i uses fold_in(rng, i)
+  discriminator: dict[str, Any]  # FactorVAE's {'params', 'opt_state'}; {} for other objectives
 
 
 def make_vae(config: ml_collections.ConfigDict) -> _models.VAE:
-  """The VAE of `config.model` for the examples of `config.data.dataset`."""
-  return _models.make_vae(event_shape=_data.event_shape(config.data), **config.model)
+  """The VAE of `config.model` for the examples of `config.data.dataset` (conditional if the objective says so)."""
+  conditional = config.objective.condition != 'none'
+  return _models.make_vae(event_shape=_data.event_shape(config.data), conditional=conditional, **config.model)
+
+
+def condition_fn(config: ml_collections.ConfigDict) -> Callable[[jax.Array, _data.Batch, jax.Array], Any]:
+  """`(x, batch, key) -> condition` (None for unconditional models), as `config.objective.condition` says."""
+  num_classes = _data.DATASETS[config.data.dataset].num_classes
+  return functools.partial(_family.make_condition, config.objective.condition, num_classes=num_classes)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
@@ -89,9 +97,20 @@ def init_state(
   def init() -> TrainState:
     params_key, rng = jax.random.split(jax.random.key(config.seed))
     example = jnp.zeros((1, *_data.event_shape(config.data)), jnp.float32)
-    params = vae.init(params_key, example)['params']
+    condition = condition_fn(config)(example, {'label': jnp.zeros((1,), jnp.int32)}, params_key)
+    params = vae.init(params_key, example, condition)['params']
+    discriminator = {}
+    if config.objective.name == 'factor_vae':
+      module, discriminator_tx = _family.make_discriminator(config.objective)
+      z = jnp.zeros((1, config.model.latent_dim), jnp.float32)
+      discriminator_params = module.init(jax.random.fold_in(params_key, 1), z)
+      discriminator = {'params': discriminator_params, 'opt_state': discriminator_tx.init(discriminator_params)}
     return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params, opt_state=tx.init(params), rng=jax.random.key_data(rng)
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      opt_state=tx.init(params),
+      rng=jax.random.key_data(rng),
+      discriminator=discriminator,
     )
 
   # Initialised under jit straight into the replicated sharding: the same on
@@ -117,20 +136,37 @@ def make_train_step(
   """
   mesh = mesh or _parallel.make_mesh()
   log_likelihood = _models.log_likelihood_fn(config.model.likelihood)
-  num_samples = config.train.num_samples
+  make_condition = condition_fn(config)
+  factor_vae = config.objective.name == 'factor_vae'
+  if factor_vae:
+    discriminator_module, discriminator_tx = _family.make_discriminator(config.objective)
+  dataset_size = _data.DATASETS[config.data.dataset].splits[config.data.train_split]
 
   def train_step(state: TrainState, batch: _data.Batch) -> tuple[TrainState, Metrics]:
     data_key, latent_key = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))
     x = _data.prepare_train_images(data_key, batch['image'], data=config.data)
+    condition = make_condition(x, batch, jax.random.fold_in(data_key, 1))
+    discriminator = None
+    if factor_vae:
+      discriminator = functools.partial(discriminator_module.apply, state.discriminator['params'])
 
-    def loss_fn(params: Params) -> tuple[jax.Array, _bounds.ElboOutput]:
-      encoder, decoder = _models.bind_vae(vae, params)
-      out = _bounds.elbo(
-        x, encoder=encoder, decoder=decoder, log_likelihood=log_likelihood, key=latent_key, num_samples=num_samples
+    def loss_fn(params: Params) -> tuple[jax.Array, tuple[Metrics, jax.Array]]:
+      encoder, decoder = _models.bind_vae(vae, params, condition)
+      loss, metrics, z = _family.family_loss(
+        config.objective,
+        x,
+        encoder=encoder,
+        decoder=decoder,
+        log_likelihood=log_likelihood,
+        key=latent_key,
+        step=state.step,
+        num_samples=config.train.num_samples,
+        dataset_size=dataset_size,
+        discriminator=discriminator,
       )
-      return -jnp.mean(out.elbo), out
+      return loss, (metrics, z)
 
-    (loss, out), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (loss, (objective_metrics, z)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     grad_norm = optax.tree.norm(grads)
 
     def update(params: Params, opt_state: optax.OptState) -> tuple[Params, optax.OptState]:
@@ -141,12 +177,18 @@ def make_train_step(
     params, opt_state = jax.lax.cond(finite, update, lambda *kept: kept, state.params, state.opt_state)
     metrics = {
       'train_loss': loss,
-      'train_reconstruction': jnp.mean(out.reconstruction),
-      'train_kl': jnp.mean(out.kl),
+      **objective_metrics,
       'train_grad_norm': grad_norm,
       'train_skipped_updates': 1.0 - finite.astype(jnp.float32),  # its mean: the fraction skipped
     }
-    return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+    discriminator_state = state.discriminator
+    if factor_vae:
+      discriminator_state, discriminator_metrics = _family.discriminator_step(
+        discriminator_module, discriminator_tx, state.discriminator, z, jax.random.fold_in(latent_key, 1)
+      )
+      metrics.update(discriminator_metrics)
+    state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, discriminator=discriminator_state)
+    return state, metrics
 
   replicated = _parallel.replicated(mesh)
   return jax.jit(
@@ -288,24 +330,34 @@ def _stack(pending: list[Metrics]) -> Metrics:
 
 
 def _test_elbo(config, test_bounds, params, test_data, step, mesh) -> dict[str, float]:
+  """The test-set ELBO and KL, or for a deterministic model its reconstruction log-likelihood, in nats."""
   key = jax.random.fold_in(jax.random.key(config.eval.seed), step)
-  values = _evaluate.per_example_bounds(test_data, test_bounds, params, key=key, mesh=mesh)
+  values = _evaluate.per_example_bounds(_evaluate.model_items(test_data), test_bounds, params, key=key, mesh=mesh)
+  if 'elbo' not in values:
+    return {'eval_reconstruction': float(values['reconstruction'].mean())}
   return {'eval_elbo': float(values['elbo'].mean()), 'eval_kl': float(values['kl'].mean())}
 
 
 def _write_images(config, vae, state, test_data, writer, workdir) -> None:
-  """PNG grids of prior samples (decoder means) and of test inputs beside their reconstructions."""
+  """PNG grids of prior samples (decoder means) and of test inputs beside their reconstructions.
+
+  A conditional model's samples take the conditions of the first test examples.
+  """
   rows = config.eval.num_image_rows
-  # Process 0 alone draws the pictures, so on its own copy of the replicated parameters.
-  encoder, decoder = _models.bind_vae(vae, _parallel.local_copy(state.params))
+  count = rows * rows
+  items = list(itertools.islice(test_data.items(), math.ceil(count / test_data.batch_size)))
+  inputs = jnp.asarray(np.concatenate([x for x, _ in items])[:count])
+  extras = {name: jnp.asarray(np.concatenate([e[name] for _, e in items])[:count]) for name in items[0][1]}
   key = jax.random.key(config.eval.seed)
-  z = jax.random.normal(key, (rows * rows, config.model.latent_dim))
+  condition = condition_fn(config)(inputs, extras, jax.random.fold_in(key, 1))
+  # Process 0 alone draws the pictures, so on its own copy of the replicated parameters.
+  encoder, decoder = _models.bind_vae(vae, _parallel.local_copy(state.params), condition)
+  z = jax.random.normal(key, (len(inputs), config.model.latent_dim))
   samples = _models.mean_image(config.model.likelihood, decoder(z))
-  inputs = np.concatenate(list(itertools.islice(test_data, math.ceil(rows * rows / 2 / test_data.batch_size))))
-  inputs = inputs[: rows * rows // 2]
-  loc, _ = encoder(jnp.asarray(inputs))
+  loc, _ = encoder(inputs)
   reconstructions = _models.mean_image(config.model.likelihood, decoder(loc))
-  pairs = np.stack([inputs, np.asarray(reconstructions)], axis=1).reshape(-1, *inputs.shape[1:])
+  half = count // 2
+  pairs = np.stack([inputs[:half], np.asarray(reconstructions)[:half]], axis=1).reshape(-1, *inputs.shape[1:])
   step = int(state.step)
   for name, images in (('samples', samples), ('reconstructions', pairs)):
     grid = _images.image_grid(np.asarray(images), columns=rows)

@@ -1,0 +1,17 @@
+"""beta-VAE on dSprites (Higgins et al. 2017): the KL weighted by beta = 4, their dSprites setting.
+
+  python train.py --config configs/dsprites_betavae.py --workdir runs/dsprites_betavae
+
+The standard 64x64 conv encoder/decoder with 10 latents of configs/dsprites.py.
+"""
+
+import ml_collections
+
+from configs import dsprites
+
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  config = dsprites.get_config(variant)
+  config.objective.name = 'beta_vae'
+  config.objective.beta = 4.0
+  return config

@@ -1,0 +1,18 @@
+"""A plain deterministic autoencoder on the embedded MNIST digits: the baseline to compare latent spaces with.
+
+  python train.py --config configs/mnist_autoencoder.py --workdir runs/mnist_autoencoder
+
+The same 784-400-20 networks as configs/default.py, trained on the
+reconstruction log-likelihood at the encoder mean, with no KL term. It
+defines no likelihood p(x): eval.py reports the reconstruction only.
+"""
+
+import ml_collections
+
+from configs import default
+
+
+def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  config = default.get_config(variant)
+  config.objective.name = 'autoencoder'
+  return config

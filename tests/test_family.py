@@ -1,0 +1,120 @@
+"""The VAE family end to end: every objective's config trains, checkpoints, resumes and evaluates."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from conftest import load_config
+
+import jaxvae
+from jaxvae import _family, _models, _parallel, _train
+
+_FAMILY = (
+  'dsprites_betavae',
+  'dsprites_capacity',
+  'dsprites_factorvae',
+  'dsprites_betatcvae',
+  'dsprites_dipvae',
+  'mnist_wae',
+  'mnist_autoencoder',
+  'mnist_iwae',
+  'mnist_cvae_label',
+  'mnist_cvae_inpaint',
+  'mnist_cvae_structure',
+)
+
+
+@pytest.mark.parametrize('name', _FAMILY)
+def test_each_objective_trains_and_evaluates(name, tmp_path):
+  config = load_config(name, 'smoke')
+  state = jaxvae.train_and_evaluate(config, tmp_path)
+  assert int(state.step) == config.train.num_train_steps
+  summary = jaxvae.evaluate(tmp_path)
+  assert summary['num_examples'] == (config.eval.num_examples or 1000)  # dSprites smoke runs evaluate 200
+  if config.objective.name in _family.DETERMINISTIC:
+    assert 'elbo_nats' not in summary and np.isfinite(summary['reconstruction_nats'])
+  else:
+    assert np.isfinite(summary['iwae_nats']) and summary['elbo_nats'] <= summary['iwae_nats'] + 5
+
+
+def test_factor_vae_resumes_with_its_discriminator(tmp_path):
+  config = load_config('dsprites_factorvae', 'smoke')
+  config.eval.num_examples = 50
+  straight = jaxvae.train_and_evaluate(config, tmp_path / 'straight')
+  config.train.num_train_steps = 3
+  jaxvae.train_and_evaluate(config, tmp_path / 'resumed')
+  config.train.num_train_steps = 6
+  resumed = jaxvae.train_and_evaluate(config, tmp_path / 'resumed')
+  for tree in ('params', 'discriminator'):
+    chex.assert_trees_all_close(
+      _parallel.local_copy(getattr(resumed, tree)), _parallel.local_copy(getattr(straight, tree)), rtol=1e-6
+    )
+  kernel = straight.discriminator['params']['params']['Dense_0']['kernel']
+  assert kernel.shape == (4, 16)  # latent_dim x hidden_size of the smoke discriminator
+
+
+def _trained_cvae(condition):
+  config = load_config(f'mnist_cvae_{condition}', 'smoke')
+  vae, tx = _train.make_vae(config), _train.make_optimizer(config)
+  return config, vae, _parallel.local_copy(_train.init_state(config, vae, tx).params)
+
+
+def test_inpainting_keeps_the_given_pixels_and_completions_differ():
+  config, vae, params = _trained_cvae('inpaint')
+  x = jnp.asarray(np.random.default_rng(0).random((4, 28, 28, 1)) > 0.5, jnp.float32)
+  condition = _train.condition_fn(config)(x, {}, jax.random.key(1))  # [4, 28, 28, 2]: masked image, mask
+  mask = condition[..., 1:]
+  assert set(np.unique(mask).tolist()) == {0.0, 1.0}
+  assert np.all(mask.reshape(4, -1).min(1) == 0) and np.all(mask.reshape(4, -1).max(1) == 1)  # some, not all
+  _, decoder = _models.bind_vae(vae, params, condition)
+  completions = []
+  for key in jax.random.split(jax.random.key(2), 3):
+    generated = jax.nn.sigmoid(decoder(jax.random.normal(key, (4, config.model.latent_dim))))
+    completions.append(mask * x + (1 - mask) * generated)  # the given pixels are the input's
+  for completion in completions:
+    np.testing.assert_array_equal(np.asarray(completion * mask), np.asarray(x * mask))
+  assert not np.allclose(completions[0], completions[1])  # different z, different completions
+
+
+@pytest.mark.parametrize('condition', ['label', 'structure'])
+def test_conditional_samples_vary_with_z_for_one_condition(condition):
+  config, vae, params = _trained_cvae(condition)
+  x = jnp.ones((1, 28, 28, 1)).at[:, 10:18, 10:18].set(0.0)
+  one = _train.condition_fn(config)(x, {'label': jnp.array([3])}, jax.random.key(0))
+  conditions = jnp.repeat(one, 2, axis=0)
+  _, decoder = _models.bind_vae(vae, params, conditions)
+  samples = decoder(jax.random.normal(jax.random.key(1), (2, config.model.latent_dim)))
+  assert not np.allclose(samples[0], samples[1])
+
+
+def test_structure_map_finds_edges():
+  x = jnp.zeros((1, 8, 8, 1)).at[:, :, 4:].set(1.0)  # a vertical step between columns 3 and 4
+  edges = _family.structure_map(x)[0, ..., 0]
+  np.testing.assert_allclose(edges[2:6, 3:5], 1.0, atol=1e-5)
+  np.testing.assert_allclose(edges[:, :2], 0.0, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+  'name, field, value, message',
+  [
+    ('mnist_wae', 'train.num_samples', 5, r"the 'wae_mmd' objective has a deterministic encoder.*importance weighting"),
+    ('mnist_iwae', 'train.num_samples', 1, r"the 'iwae' objective needs config.train.num_samples = K >= 2"),
+    ('dsprites_betavae', 'objective.condition', 'label', r"a condition goes with objective 'cvae'"),
+    ('mnist_cvae_label', 'objective.condition', 'none', r"a condition goes with objective 'cvae'"),
+  ],
+)
+def test_incompatible_combinations(name, field, value, message):
+  config = load_config(name)
+  section, key = field.split('.')
+  config[section][key] = value
+  with pytest.raises(ValueError, match=message):
+    jaxvae.validate_config(config)
+
+
+def test_label_condition_needs_labels():
+  config = load_config('mnist_cvae_label')
+  config.data.dataset, config.data.binarize = 'dsprites', 'none'
+  config.model.architecture = 'conv'
+  with pytest.raises(ValueError, match="condition='label' needs a labelled dataset; 'dsprites' has no labels"):
+    jaxvae.validate_config(config)
