@@ -59,7 +59,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
 
   config.eval.batch_size = 50
   config.eval.elbo_num_samples = 10
-  config.eval.iwae_num_samples = 1000
+  config.eval.iwae_num_samples = (1000,)
   config.eval.iwae_chunk_size = 50
 
   if 'smoke' in variants:

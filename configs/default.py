@@ -86,10 +86,16 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.eval.batch_size = 100  # test examples per evaluation step
   config.eval.num_examples = 0  # evaluate the first this many examples of the split; 0: all of them
   config.eval.elbo_num_samples = 100  # latent samples per example for the ELBO estimate
-  config.eval.iwae_num_samples = 1000  # K of the importance-weighted bound
+  # K of the importance-weighted bound; several K are computed in one pass from shared samples
+  config.eval.iwae_num_samples = (1000,)
   config.eval.iwae_chunk_size = 100  # samples per example decoded at once (bounds memory)
   config.eval.seed = 0  # seeds the evaluation's latent samples
   config.eval.num_image_rows = 8  # rows of the sample and reconstruction grids
+  # On data with ground-truth factors (dsprites): any of 'beta_vae', 'factor_vae', 'mig', 'dci',
+  # 'modularity_explicitness', 'sap' (Locatello et al. 2019's protocols).
+  config.eval.disentanglement_metrics = ()
+  config.eval.metric_num_train = 0  # points to fit each metric on; 0: the reference's count (10,000)
+  config.eval.metric_num_eval = 0  # points to score each metric on; 0: the reference's count (5,000)
 
   if variant == 'smoke':  # seconds on a CPU: checks the whole pipeline, not the model
     config.model.hidden_sizes = (32,)
@@ -99,7 +105,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
     config.train.log_every = 5
     config.train.checkpoint_every = 10
     config.eval.elbo_num_samples = 2
-    config.eval.iwae_num_samples = 10
+    config.eval.iwae_num_samples = (10,)
     config.eval.iwae_chunk_size = 5
   elif variant:
     raise ValueError(f"unknown variant {variant!r} of configs/default.py; use '' or 'smoke'.")
@@ -122,7 +128,9 @@ def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.eval.batch_size = 50
   config.eval.num_examples = 200
   config.eval.elbo_num_samples = 2
-  config.eval.iwae_num_samples = 4
+  config.eval.iwae_num_samples = (4,)
   config.eval.iwae_chunk_size = 2
   config.eval.num_image_rows = 2
+  config.eval.metric_num_train = 100
+  config.eval.metric_num_eval = 50
   return config

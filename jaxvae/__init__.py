@@ -5,7 +5,7 @@ divergences, likelihoods, reparameterised sampling) that work under `jit`,
 `grad`, `vmap` and sharded `jit`; values are per example and in nats.
 """
 
-from jaxvae._bounds import ElboOutput, elbo, iwae_bound
+from jaxvae._bounds import ElboOutput, elbo, iwae_bound, iwae_bounds
 from jaxvae._config import validate_config
 from jaxvae._data import binarize, dequantize
 from jaxvae._discriminator import FactorVAEDiscriminator
@@ -97,6 +97,7 @@ __all__ = (
   'factor_vae_total_correlation',
   'gaussian_log_likelihood',
   'iwae_bound',
+  'iwae_bounds',
   'kl_diag_gaussian_standard_normal',
   'kl_diag_gaussians',
   'make_vae',

@@ -19,7 +19,7 @@ in the training step.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import jax
@@ -121,10 +121,13 @@ def iwae_bound(
   approaching :math:`\log p(x)` as :math:`K \to \infty`. The average is a
   log-sum-exp, so it is exact for weights far outside the float range.
 
-  `chunk_size` bounds memory: the decoder runs on `chunk_size` samples per
-  example at a time, and chunks are combined by a running log-sum-exp, so the
-  working set no longer grows with `K` (only the `[K, B, D]` latent noise,
-  drawn up front, does). The result does not depend on `chunk_size`.
+  `chunk_size` bounds memory: `chunk_size` samples per example are drawn and
+  decoded at a time, and chunks are combined by a running log-sum-exp, so
+  memory does not grow with `K`. Sample `k` is drawn from `fold_in(key, k)`
+  (see `jaxvae.sample_diag_gaussian`), so the result does not depend on
+  `chunk_size`, and with `K = 1` it is the single-sample Monte Carlo ELBO,
+  log p(x|z) + log p(z) - log q(z|x), of `jaxvae.elbo` with the same key.
+  `jaxvae.iwae_bounds` gives several `K` from the same samples.
 
   Args:
     x: data, `[B, *event]`.
@@ -142,36 +145,92 @@ def iwae_bound(
   Raises:
     ValueError: as `elbo`, and for `num_samples < 1` or `chunk_size < 1`.
   """
-  x, loc, log_var = _encode(x, encoder)
   _checks.check_positive_int('num_samples', num_samples)
-  if chunk_size is None:
-    chunk_size = num_samples
-  _checks.check_positive_int('chunk_size', chunk_size)
-  chunk_size = min(chunk_size, num_samples)
-  eps = _gaussian.standard_normal_noise(key, loc.shape, num_samples=num_samples, dtype=loc.dtype)  # [K, B, D]
+  bounds = iwae_bounds(
+    x,
+    encoder=encoder,
+    decoder=decoder,
+    log_likelihood=log_likelihood,
+    key=key,
+    num_samples=(num_samples,),
+    chunk_size=chunk_size,
+  )
+  return bounds[num_samples]
 
-  def log_sum_weights(eps_chunk: jax.Array) -> jax.Array:  # [C, B, D] -> [B]
-    z = loc[None] + jnp.exp(0.5 * log_var)[None] * eps_chunk  # [C, B, D]
+
+def iwae_bounds(
+  x: jax.typing.ArrayLike,
+  *,
+  encoder: Encoder,
+  decoder: Decoder,
+  log_likelihood: LogLikelihood,
+  key: jax.Array,
+  num_samples: Sequence[int],
+  chunk_size: int | None = None,
+) -> dict[int, jax.Array]:
+  """`iwae_bound` for several `K` in one pass, from shared samples: `L_K` uses the first `K` of `max(K)` samples.
+
+  As the IWAE paper's tables report K = 1, 5, 50, 5000 side by side. Memory
+  is that of one chunk, whatever the largest `K`.
+
+  Args:
+    x, encoder, decoder, log_likelihood, key: as for `iwae_bound`.
+    num_samples: the values of K, each >= 1.
+    chunk_size: samples per example decoded at once; `None`: all at once.
+
+  Returns:
+    `{K: [B] bound in nats}` for each K.
+
+  Raises:
+    ValueError: as `iwae_bound`, or for an empty `num_samples`.
+
+  >>> import jax, jax.numpy as jnp
+  >>> from jaxvae import bernoulli_log_likelihood
+  >>> encoder = lambda x: (jnp.zeros((x.shape[0], 2)), jnp.zeros((x.shape[0], 2)))
+  >>> decoder = lambda z: jnp.zeros((z.shape[0], 4))
+  >>> bounds = iwae_bounds(jnp.ones((3, 4)), encoder=encoder, decoder=decoder,
+  ...                      log_likelihood=bernoulli_log_likelihood, key=jax.random.key(0), num_samples=(1, 50))
+  >>> sorted(bounds), round(float(bounds[50][0]), 4)  # q = p(z) and p(x|z) = 1/16: every weight is 1/16
+  ([1, 50], -2.7726)
+  """
+  ks = tuple(num_samples)
+  if not ks:
+    raise ValueError('`num_samples` must hold at least one K; got an empty sequence.')
+  for k in ks:
+    _checks.check_positive_int('num_samples', k)
+  x, loc, log_var = _encode(x, encoder)
+  most = max(ks)
+  chunk_size = most if chunk_size is None else chunk_size
+  _checks.check_positive_int('chunk_size', chunk_size)
+  chunk_size = min(chunk_size, most)
+  thresholds = jnp.array(ks)[:, None]  # [nK, 1]
+
+  def log_sum_weights(first: jax.Array, size: int) -> jax.Array:  # -> [nK, B]
+    eps = _gaussian.standard_normal_noise(key, loc.shape, num_samples=size, dtype=loc.dtype, first_sample=first)
+    z = loc[None] + jnp.exp(0.5 * log_var)[None] * eps  # [C, B, D]
     # log p(z) - log q(z|x), with the log(2 pi) terms cancelled and log q
     # written in terms of eps (as z is), so no division by the scale.
-    log_prior_ratio = 0.5 * jnp.sum(jnp.square(eps_chunk) - jnp.square(z) + log_var[None], axis=-1)
-    log_weights = _log_likelihood_of_samples(x, z, decoder, log_likelihood) + log_prior_ratio
-    return jax.nn.logsumexp(log_weights, axis=0)
+    log_prior_ratio = 0.5 * jnp.sum(jnp.square(eps) - jnp.square(z) + log_var[None], axis=-1)
+    log_weights = _log_likelihood_of_samples(x, z, decoder, log_likelihood) + log_prior_ratio  # [C, B]
+    if len(ks) == 1:  # every sample counts: no masking (and clean gradients for training)
+      return jax.nn.logsumexp(log_weights, axis=0)[None]
+    in_bound = (first + jnp.arange(size))[None, :] < thresholds  # [nK, C]: sample k counts for L_K if k < K
+    masked = jnp.where(in_bound[:, :, None], log_weights[None], -jnp.inf)  # [nK, C, B]
+    return jax.nn.logsumexp(masked, axis=1)
 
-  num_full_chunks, remainder = divmod(num_samples, chunk_size)
-  full_chunks = eps[: num_full_chunks * chunk_size].reshape(num_full_chunks, chunk_size, *loc.shape)
+  num_full_chunks, remainder = divmod(most, chunk_size)
   if num_full_chunks == 1:
-    total = log_sum_weights(full_chunks[0])
+    total = log_sum_weights(0, chunk_size)
   else:
 
-    def accumulate(running: jax.Array, eps_chunk: jax.Array) -> tuple[jax.Array, None]:
-      return jnp.logaddexp(running, log_sum_weights(eps_chunk)), None
+    def accumulate(running: jax.Array, chunk: jax.Array) -> tuple[jax.Array, None]:
+      return jnp.logaddexp(running, log_sum_weights(chunk * chunk_size, chunk_size)), None
 
-    initial = jnp.full(loc.shape[:1], -jnp.inf, loc.dtype)
-    total, _ = jax.lax.scan(accumulate, initial, full_chunks)
+    initial = jnp.full((len(ks), loc.shape[0]), -jnp.inf, loc.dtype)
+    total, _ = jax.lax.scan(accumulate, initial, jnp.arange(num_full_chunks))
   if remainder:
-    total = jnp.logaddexp(total, log_sum_weights(eps[num_full_chunks * chunk_size :]))
-  return total - math.log(num_samples)
+    total = jnp.logaddexp(total, log_sum_weights(num_full_chunks * chunk_size, remainder))
+  return {k: total[i] - math.log(k) for i, k in enumerate(ks)}
 
 
 def _encode(x: jax.typing.ArrayLike, encoder: Encoder) -> tuple[jax.Array, jax.Array, jax.Array]:

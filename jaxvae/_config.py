@@ -9,7 +9,7 @@ from typing import Any
 import ml_collections
 import optax
 
-from jaxvae import _data, _family, _models
+from jaxvae import _data, _disentanglement, _family, _models
 
 _Check = tuple[Callable[[Any], bool], str]  # (predicate, what the field must be)
 
@@ -32,6 +32,13 @@ def _number() -> _Check:
 
 def _string() -> _Check:
   return (lambda v: isinstance(v, str)), 'a string'
+
+
+def _metric_names() -> _Check:
+  def check(v: Any) -> bool:
+    return isinstance(v, (tuple, list)) and all(name in _disentanglement.METRICS for name in v)
+
+  return check, f'a tuple of metric names from {_disentanglement.METRICS}'
 
 
 def _one_of(choices: tuple[str, ...]) -> _Check:
@@ -105,9 +112,12 @@ _SCHEMA: Mapping[str, _Check] = {
   'eval.batch_size': _int_at_least(1),
   'eval.num_examples': _int_at_least(0),
   'eval.elbo_num_samples': _int_at_least(1),
-  'eval.iwae_num_samples': _int_at_least(1),
+  'eval.iwae_num_samples': _widths(allow_empty=False),
   'eval.iwae_chunk_size': _int_at_least(1),
   'eval.seed': _int_at_least(0),
+  'eval.disentanglement_metrics': _metric_names(),
+  'eval.metric_num_train': _int_at_least(0),
+  'eval.metric_num_eval': _int_at_least(0),
   'eval.num_image_rows': _int_at_least(1),
 }
 
@@ -142,6 +152,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _data.check_data_config(config.data)
   _check_preprocessing(config)
   _check_objective(config)
+  if config.eval.disentanglement_metrics and not _data.DATASETS[config.data.dataset].has_factors:
+    raise ValueError(
+      f'config.eval.disentanglement_metrics need data with ground-truth factors (dsprites); '
+      f'{config.data.dataset!r} has none. Set config.eval.disentanglement_metrics=().'
+    )
 
 
 def _check_objective(config: ml_collections.ConfigDict) -> None:
@@ -149,7 +164,7 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
   objective, num_samples = config.objective, config.train.num_samples
   if (objective.name == 'cvae') != (objective.condition != 'none'):
     raise ValueError(
-      f"config.objective.condition is {objective.condition!r} with the {objective.name!r} objective: a condition "
+      f'config.objective.condition is {objective.condition!r} with the {objective.name!r} objective: a condition '
       "goes with objective 'cvae' and only there; set both, or condition='none'."
     )
   if objective.condition == 'label' and not _data.DATASETS[config.data.dataset].num_classes:

@@ -6,15 +6,29 @@ import functools
 import json
 import math
 import pathlib
+import re
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jaxvae import _bounds, _checkpoint, _checks, _data, _family, _likelihoods, _models, _parallel
+from jaxvae import (
+  _bounds,
+  _checkpoint,
+  _checks,
+  _data,
+  _disentanglement,
+  _dsprites,
+  _family,
+  _likelihoods,
+  _models,
+  _parallel,
+  _pictures,
+)
 
 
 def evaluate_bounds(
@@ -25,7 +39,7 @@ def evaluate_bounds(
   log_likelihood: _bounds.LogLikelihood,
   key: jax.Array,
   elbo_num_samples: int = 1,
-  iwae_num_samples: int | None = None,
+  iwae_num_samples: int | Sequence[int] | None = None,
   iwae_chunk_size: int | None = None,
   bits_per_dim_dims: int | None = None,
   dequantization_levels: int | None = None,
@@ -46,7 +60,9 @@ def evaluate_bounds(
     encoder, decoder, log_likelihood: as for `jaxvae.elbo`.
     key: PRNG key.
     elbo_num_samples: latent samples per example for the ELBO's reconstruction term.
-    iwae_num_samples: K of the importance-weighted bound; `None` skips it.
+    iwae_num_samples: K of the importance-weighted bound, or several K
+      computed in one pass from shared samples (`jaxvae.iwae_bounds`);
+      `None` skips it.
     iwae_chunk_size: samples per example decoded at once (see `jaxvae.iwae_bound`).
     bits_per_dim_dims: if given, also report bounds in bits per dimension for
       this many dimensions per example. Only meaningful for likelihoods of
@@ -79,7 +95,7 @@ def evaluate_bounds(
     lambda params, condition: (encoder, decoder),
     log_likelihood=log_likelihood,
     elbo_num_samples=elbo_num_samples,
-    iwae_num_samples=iwae_num_samples,
+    iwae_num_samples=_as_ks(iwae_num_samples),
     iwae_chunk_size=iwae_chunk_size,
     mesh=mesh,
   )
@@ -98,7 +114,7 @@ def make_bounds_fn(
   *,
   log_likelihood: _bounds.LogLikelihood,
   elbo_num_samples: int,
-  iwae_num_samples: int | None,
+  iwae_num_samples: Sequence[int] | None,
   iwae_chunk_size: int | None,
   mesh: jax.sharding.Mesh,
   condition_fn: ConditionFn | None = None,
@@ -118,8 +134,8 @@ def make_bounds_fn(
   computed.
   """
   _checks.check_positive_int('elbo_num_samples', elbo_num_samples)
-  if iwae_num_samples is not None:
-    _checks.check_positive_int('iwae_num_samples', iwae_num_samples)
+  for k in iwae_num_samples or ():
+    _checks.check_positive_int('iwae_num_samples', k)
 
   def bounds(
     params: Any, x: jax.Array, extras: _data.Batch, valid: jax.Array, key_data: jax.Array, batch_index: jax.Array
@@ -134,10 +150,11 @@ def make_bounds_fn(
     bound_args = dict(encoder=encoder, decoder=decoder, log_likelihood=log_likelihood)
     out = _bounds.elbo(x, key=elbo_key, num_samples=elbo_num_samples, **bound_args)
     values = {'elbo': out.elbo, 'reconstruction': out.reconstruction, 'kl': out.kl, 'valid': valid}  # each [B]
-    if iwae_num_samples is not None:
-      values['iwae'] = _bounds.iwae_bound(
+    if iwae_num_samples:
+      iwae = _bounds.iwae_bounds(
         x, key=iwae_key, num_samples=iwae_num_samples, chunk_size=iwae_chunk_size, **bound_args
       )
+      values.update({f'iwae_k{k}': bound for k, bound in iwae.items()})
     return values
 
   replicated, sharded = _parallel.replicated(mesh), _parallel.batch_sharded(mesh)
@@ -208,17 +225,33 @@ def summarize(
   summary.update(_mean_and_stderr('elbo_nats', values['elbo']))
   summary['reconstruction_nats'] = float(values['reconstruction'].mean())
   summary['kl_nats'] = float(values['kl'].mean())
-  if 'iwae' in values:
-    summary.update(_mean_and_stderr('iwae_nats', values['iwae']))
+  ks = sorted(int(name.removeprefix('iwae_k')) for name in values if name.startswith('iwae_k'))
+  bounds = [('elbo', 'elbo_bpd')]
+  for k in ks:
+    summary.update(_mean_and_stderr(f'iwae_k{k}_nats', values[f'iwae_k{k}']))
+    bounds.append((f'iwae_k{k}', f'iwae_k{k}_bpd'))
+  if ks:  # the largest K gives the tightest bound: the reported NLL
+    summary['iwae_num_samples'] = float(ks[-1])
+    summary.update(_mean_and_stderr('iwae_nats', values[f'iwae_k{ks[-1]}']))
     summary['nll_nats'] = -summary['iwae_nats']
+    bounds.append((f'iwae_k{ks[-1]}', 'nll_bpd'))
   if bits_per_dim_dims is not None:
-    for bound, name in (('elbo', 'elbo_bpd'), ('iwae', 'nll_bpd')):
-      if bound in values:
-        bits = np.asarray(_likelihoods.nats_to_bits_per_dim(-values[bound], bits_per_dim_dims))
-        summary.update(
-          _mean_and_stderr(name, bits + (math.log2(dequantization_levels) if dequantization_levels else 0))
-        )
+    for bound, name in bounds:
+      bits = np.asarray(_likelihoods.nats_to_bits_per_dim(-values[bound], bits_per_dim_dims))
+      summary.update(_mean_and_stderr(name, bits + (math.log2(dequantization_levels) if dequantization_levels else 0)))
   return summary
+
+
+def _as_ks(iwae_num_samples: int | Sequence[int] | None) -> tuple[int, ...] | None:
+  """K, or several K, as a sorted tuple without repeats; None stays None."""
+  if iwae_num_samples is None:
+    return None
+  ks = (iwae_num_samples,) if isinstance(iwae_num_samples, int) else tuple(iwae_num_samples)
+  if not ks:
+    raise ValueError('`iwae_num_samples` must hold at least one K; got an empty sequence.')
+  for k in ks:
+    _checks.check_positive_int('iwae_num_samples', k)
+  return tuple(sorted(set(ks)))
 
 
 def _mean_and_stderr(name: str, values: np.ndarray) -> dict[str, float]:
@@ -246,7 +279,12 @@ def test_batches(config: Any) -> tuple[_data.EvalBatches, int]:
 
 
 def model_bounds_fn(
-  config: Any, vae: _models.VAE, *, mesh: jax.sharding.Mesh, elbo_num_samples: int, iwae_num_samples: int | None = None
+  config: Any,
+  vae: _models.VAE,
+  *,
+  mesh: jax.sharding.Mesh,
+  elbo_num_samples: int,
+  iwae_num_samples: Sequence[int] | None = None,
 ) -> BoundsFn:
   """`make_bounds_fn` for the run's VAE, taking its parameters (and its conditions, if it is conditional)."""
   from jaxvae import _train  # pylint: disable=import-outside-toplevel (train imports this module)
@@ -285,34 +323,54 @@ def has_discrete_likelihood(config: Any) -> bool:
   return config.model.likelihood in ('bernoulli', 'discretized_logistic') or config.data.dequantize == 'uniform'
 
 
-def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None) -> dict[str, float]:
-  """Evaluates the latest checkpoint in `workdir` on the test split, with the config stored beside it.
+def evaluate(
+  workdir: str | pathlib.Path,
+  *,
+  iwae_num_samples: int | Sequence[int] | None = None,
+  metrics: Sequence[str] | None = None,
+  dataset: str | None = None,
+  pictures: bool = True,
+) -> dict[str, float]:
+  """Evaluates the latest checkpoint in `workdir` on the evaluation split, with the config stored beside it.
 
-  Prints a table and writes `workdir/eval/step_<step>.json`.
+  Bounds (or, for a deterministic model, the reconstruction), then on data
+  with ground-truth factors the disentanglement metrics, then pictures
+  (process 0). Prints a table and writes `workdir/eval/step_<step>.json` and
+  `workdir/pictures/*.png`.
 
   Args:
     workdir: the `--workdir` of a training run.
-    iwae_num_samples: K of the importance-weighted bound; defaults to
-      `config.eval.iwae_num_samples` of the run.
+    iwae_num_samples: K of the importance-weighted bound, or several K from
+      one pass; defaults to `config.eval.iwae_num_samples` of the run.
+    metrics: disentanglement metrics to compute (names of
+      `jaxvae.METRICS`); defaults to `config.eval.disentanglement_metrics`.
+    dataset: if given, the dataset the caller means to evaluate on; it must
+      be the one the checkpoint was trained on.
+    pictures: whether to draw the pictures.
 
   Returns:
-    The summary of `evaluate_bounds`, plus `step` and `iwae_num_samples`.
+    The summary of `evaluate_bounds`, plus `step`, and `disentanglement_*` scores.
 
   Raises:
     FileNotFoundError: if `workdir` has no checkpoint.
-    ValueError: for `iwae_num_samples < 1`.
+    ValueError: for K < 1, a `dataset` other than the checkpoint's, or
+      metrics on a dataset without ground-truth factors.
   """
   from jaxvae import _train  # pylint: disable=import-outside-toplevel (train imports this module)
 
   step, config = _checkpoint.latest_run(workdir)
-  num_samples = config.eval.iwae_num_samples if iwae_num_samples is None else iwae_num_samples
-  _checks.check_positive_int('iwae_num_samples', num_samples)
+  if dataset is not None and dataset != config.data.dataset:
+    raise ValueError(
+      f'the checkpoint in {workdir} was trained on {config.data.dataset!r}, not {dataset!r}: its model and '
+      'preprocessing fit that dataset only. Evaluate it on its own dataset, or train on the other one.'
+    )
+  ks = _as_ks(config.eval.iwae_num_samples if iwae_num_samples is None else iwae_num_samples)
+  metrics = tuple(config.eval.disentanglement_metrics if metrics is None else metrics)
+  _disentanglement_setup(config, metrics)
   mesh = _parallel.make_mesh()
   vae, state = _train.restore_for_eval(workdir, config, step, mesh=mesh)
   batches, _ = test_batches(config)
-  bounds = model_bounds_fn(
-    config, vae, mesh=mesh, elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=num_samples
-  )
+  bounds = model_bounds_fn(config, vae, mesh=mesh, elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=ks)
   values = per_example_bounds(
     model_items(batches),
     bounds,
@@ -322,7 +380,11 @@ def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None
     total=len(batches),
     progress=True,
   )
-  summary = {'step': float(step), 'iwae_num_samples': float(num_samples), **summarize_for(config, values)}
+  summary = {'step': float(step), **summarize_for(config, values)}
+  if metrics:
+    summary.update(_disentanglement_scores(config, vae, state.params, metrics))
+  if jax.process_index() == 0 and pictures:
+    _draw_pictures(pathlib.Path(workdir), config, vae, state.params, batches, step)
   if jax.process_index() == 0:
     out_dir = pathlib.Path(workdir) / 'eval'
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -331,6 +393,73 @@ def evaluate(workdir: str | pathlib.Path, *, iwae_num_samples: int | None = None
     print(format_table(summary, config), file=sys.stdout)
     print(f'wrote {path}')
   return summary
+
+
+def _disentanglement_setup(config: Any, metrics: Sequence[str]) -> None:
+  """Raises ValueError for unknown metric names, or metrics on a dataset without ground-truth factors."""
+  unknown = sorted(set(metrics) - set(_disentanglement.METRICS))
+  if unknown:
+    raise ValueError(f'unknown disentanglement metric {unknown[0]!r}; choose from {_disentanglement.METRICS}.')
+  if metrics and not _data.DATASETS[config.data.dataset].has_factors:
+    raise ValueError(
+      f'disentanglement metrics need data with ground-truth factors (dsprites); {config.data.dataset!r} has '
+      'none. Ask for no metrics (eval.py --metrics=none).'
+    )
+
+
+def _disentanglement_scores(config: Any, vae: _models.VAE, params: Any, metrics: Sequence[str]) -> dict[str, float]:
+  """The metrics of Locatello et al. 2019 on the encoder's posterior means, on every process alike."""
+  local_params = _parallel.local_copy(params)
+  encode = jax.jit(lambda x: _models.bind_vae(vae, local_params)[0](x)[0])
+  scores = _disentanglement.compute_all(
+    _dsprites.DSpritesSource(),
+    lambda observations: np.asarray(encode(jnp.asarray(observations, jnp.float32))),
+    seed=config.eval.seed,
+    metrics=metrics,
+    num_train=config.eval.metric_num_train or None,
+    num_eval=config.eval.metric_num_eval or None,
+  )
+  return {f'disentanglement_{name}': value for name, value in scores.items()}
+
+
+def _draw_pictures(workdir: pathlib.Path, config: Any, vae: _models.VAE, params: Any, batches, step: int) -> None:
+  """Posterior means of the evaluation set (this process's share) and the pictures of `_pictures`."""
+  from jaxvae import _metrics, _train  # pylint: disable=import-outside-toplevel (train imports this module)
+
+  local_params = _parallel.local_copy(params)
+  make_condition = _train.condition_fn(config)
+  key = jax.random.fold_in(jax.random.key(config.eval.seed), 1)
+
+  @jax.jit
+  def posterior_mean(x, extras):
+    condition = make_condition(x, extras, key)
+    return _models.bind_vae(vae, local_params, condition)[0](x)[0], condition
+
+  locs, labels, first = [], [], None
+  for x, extras in model_items(batches):
+    if not len(x):
+      continue
+    loc, condition = posterior_mean(jnp.asarray(x), {k: jnp.asarray(v) for k, v in extras.items()})
+    locs.append(np.asarray(loc))
+    labels.append(extras.get('label'))
+    if first is None:
+      first = (jnp.asarray(x), condition)
+  writer = _metrics.MetricWriter(workdir)
+  try:
+    _pictures.write_pictures(
+      workdir,
+      config=config,
+      vae=vae,
+      params=local_params,
+      inputs=first[0],
+      labels=np.concatenate(labels) if labels[0] is not None else None,
+      condition=first[1],
+      loc=np.concatenate(locs),
+      writer=writer,
+      step=step,
+    )
+  finally:
+    writer.close()
 
 
 def format_table(summary: dict[str, float], config: Any) -> str:
@@ -348,15 +477,14 @@ def format_table(summary: dict[str, float], config: Any) -> str:
         f'{summary["reconstruction_nats"]:.2f} ± {summary["reconstruction_nats_stderr"]:.2f} nats/example',
       ]
     )
-  k = int(summary['iwae_num_samples'])
-  rows = [
-    ('ELBO', 'elbo_nats', 'elbo_bpd'),
-    (f'IWAE bound, K={k}', 'iwae_nats', None),
-    (f'NLL <= -IWAE, K={k}', 'nll_nats', 'nll_bpd'),
-  ]
+  ks = sorted(int(name[len('iwae_k') : -len('_nats')]) for name in summary if re.fullmatch(r'iwae_k\d+_nats', name))
+  rows = [('ELBO', 'elbo_nats', 'elbo_bpd')]
+  rows += [(f'IWAE bound, K={k}', f'iwae_k{k}_nats', f'iwae_k{k}_bpd') for k in ks]
+  rows.append((f'NLL <= -IWAE, K={ks[-1]}', 'nll_nats', 'nll_bpd'))
   lines = [header, f'{"bound":<22}{"nats/example":>22}{"-bound, bits/dim":>22}']
   for label, nats_key, bpd_key in rows:
     stderr_key = nats_key if nats_key != 'nll_nats' else 'iwae_nats'
+    bpd_key = bpd_key if nats_key != f'iwae_k{ks[-1]}_nats' or len(ks) > 1 else None  # one K: shown as the NLL
     nats = f'{summary[nats_key]:.2f} ± {summary[stderr_key + "_stderr"]:.2f}'
     if bpd_key and bpd_key in summary:
       bpd = f'{summary[bpd_key]:.4f} ± {summary[bpd_key + "_stderr"]:.4f}'
@@ -365,4 +493,10 @@ def format_table(summary: dict[str, float], config: Any) -> str:
     lines.append(f'{label:<22}{nats:>22}{bpd:>22}')
   lines.append(f'{"  reconstruction":<22}{summary["reconstruction_nats"]:>22.2f}')
   lines.append(f'{"  KL":<22}{summary["kl_nats"]:>22.2f}')
+  scores = {
+    name.removeprefix('disentanglement_'): v for name, v in summary.items() if name.startswith('disentanglement_')
+  }
+  if scores:
+    lines.append('disentanglement (Locatello et al. 2019 protocols)')
+    lines.extend(f'  {name:<40}{value:>8.3f}' for name, value in scores.items())
   return '\n'.join(lines)

@@ -15,6 +15,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 import optax
 
 from jaxvae import _bounds, _discriminator, _objectives
@@ -40,15 +41,17 @@ Discriminator = Callable[[jax.Array], jax.Array]  # z [B, D] -> logits [B, 2]
 
 # The 14 ways to hide some but not all of an image's four quadrants (Sohn et
 # al. 2015 complete MNIST digits from one, two or three given quadrants).
-_QUADRANT_PATTERNS = jnp.array([bits for bits in itertools.product((0.0, 1.0), repeat=4) if 0 < sum(bits) < 4]).reshape(
-  -1, 2, 2
-)  # [14, 2, 2], 1 = observed
+# NumPy, not jnp: a module-level jax array would start the XLA backend at
+# import, before a multi-process run can call jax.distributed.initialize().
+_QUADRANT_PATTERNS = np.array(
+  [bits for bits in itertools.product((0.0, 1.0), repeat=4) if 0 < sum(bits) < 4], np.float32
+).reshape(-1, 2, 2)  # [14, 2, 2], 1 = observed
 
 
 def inpainting_mask(key: jax.Array, batch_size: int, height: int, width: int) -> jax.Array:
   """A random quadrant mask per example, `[B, H, W, 1]`: 1 where pixels are given, 0 where they are to be filled."""
   choice = jax.random.randint(key, (batch_size,), 0, len(_QUADRANT_PATTERNS))
-  patterns = _QUADRANT_PATTERNS[choice]  # [B, 2, 2]
+  patterns = jnp.asarray(_QUADRANT_PATTERNS)[choice]  # [B, 2, 2]
   rows = (jnp.arange(height) >= height // 2).astype(jnp.int32)  # which half each row is in
   cols = (jnp.arange(width) >= width // 2).astype(jnp.int32)
   return patterns[:, rows][:, :, cols][..., None]  # [B, H, W, 1]

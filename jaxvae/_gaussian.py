@@ -65,17 +65,21 @@ def sample_diag_gaussian(
   return loc + jnp.exp(0.5 * log_var) * eps
 
 
-def standard_normal_noise(key: jax.Array, shape: tuple[int, ...], *, num_samples: int, dtype: Any) -> jax.Array:
-  """`num_samples` draws of N(0, I) noise for examples of `shape = [..., D]`, stacked as `[S, ..., D]`.
+def standard_normal_noise(
+  key: jax.Array, shape: tuple[int, ...], *, num_samples: int, dtype: Any, first_sample: int | jax.Array = 0
+) -> jax.Array:
+  """Samples `first_sample, ..., first_sample + num_samples - 1` of N(0, I) noise of `shape`, as `[S, *shape]`.
 
-  The noise is drawn example-major, `[..., S, D]`: with JAX's partitionable
-  Threefry each value is a function of the key and its flat index, so an
-  example's samples do not depend on how many examples follow it. Padding a
-  batch (to split it evenly over devices) or cutting it differently leaves
-  every example's samples unchanged.
+  Sample `k` is `normal(fold_in(key, k), shape)`, whatever else is drawn:
+  any run of samples can be drawn on its own (so a chunked importance-
+  weighted bound needs memory for one chunk only, and its value does not
+  depend on the chunk size), and with JAX's partitionable Threefry (the
+  default) each value depends only on its flat index, so an example's noise
+  does not depend on how many examples follow it: padding a batch to split
+  it over devices leaves every example's samples unchanged.
   """
-  eps = jax.random.normal(key, (*shape[:-1], num_samples, shape[-1]), dtype)  # [..., S, D]
-  return jnp.moveaxis(eps, -2, 0)
+  indices = first_sample + jnp.arange(num_samples)
+  return jax.vmap(lambda k: jax.random.normal(jax.random.fold_in(key, k), shape, dtype))(indices)
 
 
 def diag_gaussian_log_prob(

@@ -209,3 +209,28 @@ class ErrorTest(chex.TestCase):
       jaxvae.iwae_bound(_data(2), key=jax.random.key(0), num_samples=4, chunk_size=0, **_bound_args())
     with pytest.raises(ValueError, match='`num_samples` must be an integer >= 1; got 2.0'):
       jaxvae.elbo(_data(2), key=jax.random.key(0), num_samples=2.0, **_bound_args())
+
+
+def test_iwae_with_one_sample_is_the_monte_carlo_elbo_with_the_same_key():
+  x, key = _data(6), jax.random.key(5)
+  args = _bound_args(loc_scale=0.7, log_var_shift=0.5)
+  out = jaxvae.elbo(x, key=key, **args)
+  monte_carlo_elbo = (
+    out.reconstruction
+    + jaxvae.standard_normal_log_prob(out.z[0])
+    - jaxvae.diag_gaussian_log_prob(out.z[0], out.loc, out.log_var)
+  )
+  np.testing.assert_allclose(jaxvae.iwae_bound(x, key=key, num_samples=1, **args), monte_carlo_elbo, rtol=1e-5)
+
+
+def test_several_k_in_one_pass_share_their_samples():
+  x, key = _data(4), jax.random.key(6)
+  args = _bound_args(loc_scale=0.7, log_var_shift=0.5)
+  together = jax.jit(lambda x: jaxvae.iwae_bounds(x, key=key, num_samples=(1, 5, 50), chunk_size=7, **args))(x)
+  assert sorted(together) == [1, 5, 50]
+  for k, bound in together.items():  # L_K of the first K samples, however they were chunked
+    np.testing.assert_allclose(bound, jaxvae.iwae_bound(x, key=key, num_samples=k, chunk_size=3, **args), rtol=1e-5)
+  with pytest.raises(ValueError, match='`num_samples` must hold at least one K'):
+    jaxvae.iwae_bounds(x, key=key, num_samples=(), **args)
+  with pytest.raises(ValueError, match='num_samples'):
+    jaxvae.iwae_bounds(x, key=key, num_samples=(5, 0), **args)

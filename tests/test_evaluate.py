@@ -3,8 +3,12 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
+from conftest import load_config
+from PIL import Image
 
 import jaxvae
+from jaxvae import _pictures
 
 
 def _prior_encoder(x):
@@ -37,3 +41,60 @@ def test_bits_per_dim_of_dequantised_data_bound_the_discrete_data():
   # -log P(pixels) <= -log p(y) + D log 256 nats: 8 bits per dimension on top of the density's.
   np.testing.assert_allclose(summary['nll_bpd'], -log_px.mean() / (16 * np.log(2)) + 8, rtol=1e-5)
   np.testing.assert_allclose(summary['nll_bpd_stderr'], log_px.std(ddof=1) / np.sqrt(10) / (16 * np.log(2)), rtol=1e-4)
+
+
+@pytest.fixture(scope='module')
+def two_dimensional_run(tmp_path_factory):
+  """A smoke run of the default model with a 2-D latent space."""
+  workdir = tmp_path_factory.mktemp('latent2')
+  config = load_config('default', 'smoke')
+  config.model.latent_dim = 2
+  jaxvae.train_and_evaluate(config, workdir)
+  return workdir
+
+
+def test_several_k_and_the_pictures_of_a_2d_latent_space(two_dimensional_run):
+  summary = jaxvae.evaluate(two_dimensional_run, iwae_num_samples=(1, 5, 50))
+  assert summary['iwae_num_samples'] == 50 and summary['nll_nats'] == -summary['iwae_k50_nats']
+  assert summary['iwae_k1_nats'] <= summary['iwae_k5_nats'] + 0.5 <= summary['iwae_k50_nats'] + 1.0
+  np.testing.assert_allclose(summary['iwae_k5_bpd'], -summary['iwae_k5_nats'] / (784 * np.log(2)), rtol=1e-6)
+  pictures = two_dimensional_run / 'pictures'
+  assert {p.name for p in pictures.iterdir()} == {
+    'traversals.png',
+    'manifold.png',
+    'latent_scatter.png',
+    'training_curves.png',
+  }
+  manifold = np.asarray(Image.open(pictures / 'manifold.png'))
+  assert manifold.shape[:2] == (2 * (20 * 29 + 1),) * 2  # 20 x 20 digits of 28 px, 1 px apart, shown at 2x
+  traversals = np.asarray(Image.open(pictures / 'traversals.png'))
+  assert traversals.shape[0] == 2 * (2 * 29 + 1)  # one row per latent dimension
+
+
+def test_evaluation_errors(two_dimensional_run):
+  with pytest.raises(ValueError, match='`iwae_num_samples` must be an integer >= 1; got 0'):
+    jaxvae.evaluate(two_dimensional_run, iwae_num_samples=0, pictures=False)
+  with pytest.raises(ValueError, match="was trained on 'mnist_5k', not 'cifar10'"):
+    jaxvae.evaluate(two_dimensional_run, dataset='cifar10')
+  with pytest.raises(ValueError, match="disentanglement metrics need data with ground-truth factors.*'mnist_5k' has"):
+    jaxvae.evaluate(two_dimensional_run, metrics=['mig'])
+
+
+def test_a_1d_latent_space_gets_a_strip():
+  picture = _pictures.latent_manifold(lambda z: jnp.zeros((len(z), 28, 28, 1)) + z[:, :, None, None] / 10, 1)
+  assert picture.shape == (29 + 1, 20 * 29 + 1, 1)
+  assert picture[1, 1, 0] < picture[1, -2, 0]  # z from -5 (left) to 5 (right)
+
+
+def test_inpainting_completions_keep_the_given_pixels():
+  x = np.random.default_rng(0).random((2, 4, 4, 1))
+  mask = np.zeros((2, 4, 4, 1))
+  mask[:, :2] = 1.0
+  generated = np.stack([np.zeros_like(x), np.ones_like(x)])  # two completions
+  grid = _pictures.completions(x, mask, generated).astype(np.float64) / 255  # rows: masked input, completions
+  tile = lambda row, col: grid[1 + row * 5 : 5 + row * 5, 1 + col * 5 : 5 + col * 5]  # noqa: E731
+  for row in range(2):
+    np.testing.assert_allclose(tile(row, 1)[:2], x[row, :2], atol=1 / 255)  # given pixels kept ...
+    np.testing.assert_allclose(tile(row, 1)[2:], 0.0)  # ... the rest from the first completion
+    np.testing.assert_allclose(tile(row, 2)[2:], 1.0)
+    np.testing.assert_allclose(tile(row, 0)[2:], 0.5, atol=1 / 255)  # hidden pixels shown grey
