@@ -30,8 +30,10 @@ def test_each_objective_trains_and_evaluates(name, tmp_path):
   config = load_config(name, 'smoke')
   state = jaxvae.train_and_evaluate(config, tmp_path)
   assert int(state.step) == config.train.num_train_steps
-  summary = jaxvae.evaluate(tmp_path)
+  summary = jaxvae.evaluate(tmp_path, metrics=())  # tests/test_train.py covers the metrics on dSprites
   assert summary['num_examples'] == (config.eval.num_examples or 1000)  # dSprites smoke runs evaluate 200
+  if config.objective.condition != 'none':
+    assert any((tmp_path / 'pictures' / name).is_file() for name in ('completions.png', 'conditional_samples.png'))
   if config.objective.name in _family.DETERMINISTIC:
     assert 'elbo_nats' not in summary and np.isfinite(summary['reconstruction_nats'])
   else:

@@ -96,6 +96,18 @@ def test_training_on_dsprites(tmp_path):
   assert int(state.step) == config.train.num_train_steps
   last = json.loads((tmp_path / 'metrics.jsonl').read_text().splitlines()[-1])
   assert np.isfinite(last['eval_elbo']) and (tmp_path / 'samples.png').is_file()
+  summary = jaxvae.evaluate(tmp_path, pictures=False)  # the six disentanglement metrics, at the smoke sample counts
+  scores = {name for name in summary if name.startswith('disentanglement_')}
+  assert {
+    'disentanglement_beta_vae_eval_accuracy',
+    'disentanglement_mig',
+    'disentanglement_dci_disentanglement',
+    'disentanglement_sap',
+    'disentanglement_modularity',
+    'disentanglement_factor_vae_eval_accuracy',
+  } <= scores
+  written = json.loads((tmp_path / 'eval' / 'step_6.json').read_text())
+  assert written['disentanglement_mig'] == summary['disentanglement_mig']
 
 
 def test_evaluate_without_checkpoint(tmp_path):
