@@ -20,6 +20,11 @@ def test_throughput():
   assert 'train step, batch 512' in out and 'IWAE eval, K=4' in out
 
 
+def test_evaluation_bounds():
+  out = _run('benchmarks/evaluation.py', '--ks=10,20', '--skip_metrics')
+  assert 'XLA memory' in out and '    20' in out
+
+
 @pytest.mark.slow
 def test_pipeline_and_scaling():
   assert 'celeb_a 128' in _run('benchmarks/pipeline.py', '--seconds=0.2', '--train_steps=1')
