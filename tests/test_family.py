@@ -13,7 +13,6 @@ from jaxvae import _family, _models, _parallel, _train
 _FAMILY = (
   'dsprites_betavae',
   'dsprites_capacity',
-  'dsprites_factorvae',
   'dsprites_betatcvae',
   'dsprites_dipvae',
   'mnist_wae',
@@ -40,10 +39,12 @@ def test_each_objective_trains_and_evaluates(name, tmp_path):
     assert np.isfinite(summary['iwae_nats']) and summary['elbo_nats'] <= summary['iwae_nats'] + 5
 
 
-def test_factor_vae_resumes_with_its_discriminator(tmp_path):
+def test_factor_vae_trains_evaluates_and_resumes_with_its_discriminator(tmp_path):
   config = load_config('dsprites_factorvae', 'smoke')
   config.eval.num_examples = 50
   straight = jaxvae.train_and_evaluate(config, tmp_path / 'straight')
+  summary = jaxvae.evaluate(tmp_path / 'straight', metrics=(), pictures=False)
+  assert summary['num_examples'] == 50 and np.isfinite(summary['iwae_nats'])
   config.train.num_train_steps = 3
   jaxvae.train_and_evaluate(config, tmp_path / 'resumed')
   config.train.num_train_steps = 6
