@@ -76,7 +76,7 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
 
   config.train = ml_collections.ConfigDict()
   config.train.batch_size = 128
-  config.train.num_train_steps = 3125  # 100 epochs of the 4,000 training digits
+  config.train.num_train_steps = 3125  # about 100 epochs of the 4,000 training digits (31 batches each)
   config.train.num_samples = 1  # latent samples per example in the training ELBO
   config.train.log_every = 125  # steps between metric lines (also checks the loss is finite)
   config.train.checkpoint_every = 1000  # steps between checkpoints; one is also saved at the end

@@ -125,8 +125,9 @@ def iwae_bound(
   decoded at a time, and chunks are combined by a running log-sum-exp, so
   memory does not grow with `K`. Sample `k` is drawn from `fold_in(key, k)`
   (see `jaxvae.sample_diag_gaussian`), so the result does not depend on
-  `chunk_size`, and with `K = 1` it is the single-sample Monte Carlo ELBO,
-  log p(x|z) + log p(z) - log q(z|x), of `jaxvae.elbo` with the same key.
+  `chunk_size`, and with `K = 1` it is the single-sample Monte Carlo ELBO
+  log p(x|z) + log p(z) - log q(z|x) at the very sample `jaxvae.elbo` draws
+  with the same key (whose estimate differs: its KL is in closed form).
   `jaxvae.iwae_bounds` gives several `K` from the same samples.
 
   Args:

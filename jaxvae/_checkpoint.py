@@ -115,7 +115,12 @@ def check_resumable(stored: ml_collections.ConfigDict, config: ml_collections.Co
   """Raises ValueError if `config` changes a field that a resumed run must keep."""
   stored_flat, flat = _config.flatten(stored.to_dict()), _config.flatten(config.to_dict())
   for path in sorted(set(stored_flat) | set(flat)):
-    if path.startswith(_RESUMABLE_CHANGES) and path in stored_flat and path in flat:
+    # The cosine schedules are functions of the run's length: lengthening it would rescale the past.
+    schedule_depends_on_length = path == 'train.num_train_steps' and flat.get('optim.schedule') in (
+      'cosine',
+      'warmup_cosine',
+    )
+    if path.startswith(_RESUMABLE_CHANGES) and path in stored_flat and path in flat and not schedule_depends_on_length:
       continue
     if stored_flat.get(path) != flat.get(path):
       raise ValueError(

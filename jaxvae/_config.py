@@ -177,6 +177,11 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
       f"the 'iwae' objective needs config.train.num_samples = K >= 2 importance samples; got {num_samples} "
       "(K = 1 is the VAE: use objective 'vae')."
     )
+  if objective.name == 'beta_tcvae' and num_samples != 1:
+    raise ValueError(
+      f"the 'beta_tcvae' objective estimates its KL decomposition at one latent sample per example; set "
+      f'config.train.num_samples=1 (got {num_samples}).'
+    )
   if objective.name in _family.DETERMINISTIC and num_samples != 1:
     raise ValueError(
       f'the {objective.name!r} objective has a deterministic encoder: it draws no latent samples, so '

@@ -414,11 +414,13 @@ def prepare_eval_images(images: np.ndarray, indices: np.ndarray, *, data: ml_col
   """
   if data.dequantize == 'none' and data.binarize == 'none':
     return (images * np.float32(1.0 / _info(data.dataset).max_value)).astype(np.float32)
+  if not len(indices):
+    return np.zeros(images.shape, np.float32)
   noise = np.stack([np.random.default_rng([_EVAL_NOISE_SEED, int(i)]).random(images.shape[1:]) for i in indices])
   if data.dequantize == 'uniform':
     y = ((images + noise) / 256.0).astype(np.float32)
     return np.minimum(y, np.nextafter(((images + 1.0) / 256.0).astype(np.float32), np.float32(0.0)))
-  return (noise < images / 255.0).astype(np.float32)
+  return (noise < images / _info(data.dataset).max_value).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -522,12 +524,15 @@ class EvalBatches:
     """`(x, extras)` per batch: `extras` holds the split positions (`'index'`) and any labels or factors."""
     for start in range(0, self.num_batches * self.batch_size, self.batch_size):
       indices = self.indices[start : start + self.batch_size]
-      if not len(indices):
-        yield np.zeros((0, *event_shape(self.data)), np.float32), {'index': indices}
-        continue
-      batch = self.source.read(indices)
+      # An exhausted shard still yields (empty) batches with every feature,
+      # so all processes pass the same structures to the sharded evaluation.
+      batch = self.source.read(indices) if len(indices) else _empty_like(self.source.read(self.indices[:1]))
       images = batch.pop('image')
       yield prepare_eval_images(images, indices, data=self.data), {'index': indices, **batch}
+
+
+def _empty_like(batch: Batch) -> Batch:
+  return {name: array[:0] for name, array in batch.items()}
 
 
 def eval_batches(

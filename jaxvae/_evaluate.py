@@ -75,14 +75,15 @@ def evaluate_bounds(
       those of the density.
     mesh: a 1-D `data` mesh (see `jaxvae._parallel.make_mesh`).
     progress: show a progress bar with an ETA.
-    progress: show a progress bar with an ETA.
 
   Returns:
     A dict of floats, in nats per example unless the key ends in `_bpd`:
     `num_examples`, `elbo_nats`, `elbo_nats_stderr`, `reconstruction_nats`,
-    `kl_nats`, and with IWAE `iwae_nats`, `iwae_nats_stderr`, `nll_nats`
-    (= -iwae_nats, the tightest upper bound on the NLL here); with
-    `bits_per_dim_dims`, `nll_bpd` / `elbo_bpd` (negated bounds) and their
+    `kl_nats`; with IWAE, for each K `iwae_k{K}_nats` and its `_stderr`, and
+    for the largest K `iwae_num_samples`, `iwae_nats`, `iwae_nats_stderr`
+    and `nll_nats` (= -iwae_nats, the tightest upper bound on the NLL here;
+    its standard error is `iwae_nats_stderr`); with `bits_per_dim_dims`,
+    `elbo_bpd`, `iwae_k{K}_bpd` and `nll_bpd` (negated bounds) with their
     `_stderr`. Standard errors are over examples.
 
   Raises:
@@ -171,9 +172,14 @@ def per_example_bounds(
   key: jax.Array,
   mesh: jax.sharding.Mesh,
   total: int | None = None,
+  batch_size: int | None = None,
   progress: bool = False,
 ) -> dict[str, np.ndarray]:
   """Runs `bounds` on every `(x, extras)` batch, padded to split evenly over `mesh`.
+
+  Every batch is padded to `batch_size` rows rounded up to a multiple of the
+  local devices. With several processes, `batch_size` must be given (the
+  same on all); on one process it defaults to the first batch's size.
 
   Returns:
     The per-example values of the examples of all processes.
@@ -183,7 +189,7 @@ def per_example_bounds(
   """
   local_devices = mesh.size // jax.process_count()
   key_data = np.asarray(jax.random.key_data(key))
-  rows_per_batch = None  # every batch is padded to the first one's size, the same on every process
+  rows_per_batch = None if batch_size is None else -(-batch_size // local_devices) * local_devices
   per_example: dict[str, list[np.ndarray]] = {}
   for i, (x, extras) in enumerate(tqdm.tqdm(items, total=total, desc='eval', unit='batch', disable=not progress)):
     x = np.asarray(x)
@@ -378,6 +384,7 @@ def evaluate(
     key=jax.random.key(config.eval.seed),
     mesh=mesh,
     total=len(batches),
+    batch_size=batches.batch_size,
     progress=True,
   )
   summary = {'step': float(step), **summarize_for(config, values)}
@@ -389,7 +396,8 @@ def evaluate(
     out_dir = pathlib.Path(workdir) / 'eval'
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / f'step_{step}.json'
-    path.write_text(json.dumps({'dataset': config.data.dataset, 'split': 'test', **summary}, indent=2) + '\n')
+    record = {'dataset': config.data.dataset, 'split': config.data.eval_split, **summary}
+    path.write_text(json.dumps(record, indent=2) + '\n')
     print(format_table(summary, config), file=sys.stdout)
     print(f'wrote {path}')
   return summary
@@ -465,7 +473,8 @@ def _draw_pictures(workdir: pathlib.Path, config: Any, vae: _models.VAE, params:
 def format_table(summary: dict[str, float], config: Any) -> str:
   """A plain-text table of the bounds with their standard errors."""
   header = (
-    f'{config.data.dataset} test split, {int(summary["num_examples"])} examples, checkpoint step {int(summary["step"])}'
+    f'{config.data.dataset} {config.data.eval_split} split, {int(summary["num_examples"])} examples, '
+    f'checkpoint step {int(summary["step"])}'
   )
   if 'elbo_nats' not in summary:
     return '\n'.join(

@@ -78,7 +78,10 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.ScalarOrS
     return optax.cosine_decay_schedule(optim.learning_rate, num_steps)
   if optim.schedule == 'warmup_cosine':
     return optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, optim.warmup_steps, num_steps)
-  steps_per_epoch = _data.DATASETS[config.data.dataset].splits[config.data.train_split] // config.train.batch_size
+  # Batches per epoch as `_data.train_batches` counts them: those of the smallest process shard.
+  processes = jax.process_count()
+  examples = _data.DATASETS[config.data.dataset].splits[config.data.train_split]
+  steps_per_epoch = (examples // processes) // (config.train.batch_size // processes)
   stage_ends = np.cumsum([3**i for i in range(IWAE_SCHEDULE_STAGES - 1)]) * steps_per_epoch
   return optax.piecewise_constant_schedule(
     optim.learning_rate, {int(end): 10 ** (-1 / (IWAE_SCHEDULE_STAGES - 1)) for end in stage_ends}
@@ -332,7 +335,9 @@ def _stack(pending: list[Metrics]) -> Metrics:
 def _test_elbo(config, test_bounds, params, test_data, step, mesh) -> dict[str, float]:
   """The test-set ELBO and KL, or for a deterministic model its reconstruction log-likelihood, in nats."""
   key = jax.random.fold_in(jax.random.key(config.eval.seed), step)
-  values = _evaluate.per_example_bounds(_evaluate.model_items(test_data), test_bounds, params, key=key, mesh=mesh)
+  values = _evaluate.per_example_bounds(
+    _evaluate.model_items(test_data), test_bounds, params, key=key, mesh=mesh, batch_size=test_data.batch_size
+  )
   if 'elbo' not in values:
     return {'eval_reconstruction': float(values['reconstruction'].mean())}
   return {'eval_elbo': float(values['elbo'].mean()), 'eval_kl': float(values['kl'].mean())}

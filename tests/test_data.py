@@ -148,3 +148,15 @@ def test_sizes_are_checked():
   celeb_a.update({'image_size': 64, 'crop_size': 200})
   with pytest.raises(ValueError, match=r'config.data.crop_size must be between 1 and 178 .* got 200'):
     _data.check_data_config(celeb_a)
+
+
+def test_every_process_gets_the_same_batches_and_features():
+  # 1,000 examples over 3 processes in batches of 111: shards of 334 / 333 / 333 make 4 batches each; the
+  # shorter shards end with an empty batch that still carries every feature.
+  shards = [_data.eval_batches(_data_config(), batch_size=111, process_index=p, process_count=3) for p in range(3)]
+  items = [list(shard.items()) for shard in shards]
+  assert [len(shard) for shard in shards] == [4, 4, 4] and [len(i) for i in items] == [4, 4, 4]
+  for batches in zip(*items, strict=True):
+    assert len({tuple(sorted(extras)) for _, extras in batches}) == 1
+  last_x, last_extras = items[1][-1]
+  assert last_x.shape == (0, 28, 28, 1) and last_extras['label'].shape == (0,)

@@ -63,6 +63,14 @@ def test_resume_with_a_different_model_is_refused(smoke_config, tmp_path):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
+def test_lengthening_a_cosine_schedule_is_refused(smoke_config, tmp_path):
+  smoke_config.optim.schedule, smoke_config.train.num_train_steps = 'cosine', 10
+  jaxvae.train_and_evaluate(smoke_config, tmp_path)
+  smoke_config.train.num_train_steps = 20
+  with pytest.raises(ValueError, match=r'holds a run with config.train.num_train_steps = 10, but this run sets 20'):
+    jaxvae.train_and_evaluate(smoke_config, tmp_path)
+
+
 def test_checkpoint_with_an_inconsistent_data_position_is_refused(smoke_config, tmp_path):
   smoke_config.train.num_train_steps = 10
   jaxvae.train_and_evaluate(smoke_config, tmp_path)
