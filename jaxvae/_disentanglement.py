@@ -70,10 +70,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import numpy as np
-import scipy.stats
-from sklearn import ensemble, linear_model, metrics, svm
 
 from jaxvae import _checks
+
+# scikit-learn and SciPy are imported where they are used: at module level
+# they would double the time of `import jaxvae`, for every user of the bounds.
 
 
 class GroundTruthData(Protocol):
@@ -142,6 +143,8 @@ def beta_vae_score(
   Raises:
     ValueError: for counts < 1, a bad seed or ground truth, or codes not of shape `[B, D]`.
   """
+  from sklearn import linear_model  # pylint: disable=import-outside-toplevel
+
   _check_counts(batch_size=batch_size, num_train=num_train, num_eval=num_eval)
   _check_ground_truth(ground_truth)
   random_state = _random_state(seed)
@@ -374,6 +377,8 @@ def dci(
   Raises:
     ValueError: for counts < 1, a bad seed or ground truth, codes not of shape `[B, D]`, or `D < 2`.
   """
+  from sklearn import ensemble  # pylint: disable=import-outside-toplevel
+
   _check_counts(batch_size=batch_size, num_train=num_train, num_eval=num_eval)
   _check_ground_truth(ground_truth, min_factors=2, why='DCI normalises entropies by log K')
   random_state = _random_state(seed)
@@ -443,6 +448,8 @@ def sap(
   Raises:
     ValueError: for counts < 1, a bad seed or ground truth, codes not of shape `[B, D]`, or `D < 2`.
   """
+  from sklearn import svm  # pylint: disable=import-outside-toplevel
+
   _check_counts(batch_size=batch_size, num_train=num_train, num_eval=num_eval)
   _check_ground_truth(ground_truth)
   random_state = _random_state(seed)
@@ -514,6 +521,8 @@ def modularity_explicitness(
   Raises:
     ValueError: for counts < 1, a bad seed or ground truth, or codes not of shape `[B, D]`.
   """
+  from sklearn import linear_model  # pylint: disable=import-outside-toplevel
+
   _check_counts(batch_size=batch_size, num_train=num_train, num_eval=num_eval, num_bins=num_bins)
   _check_ground_truth(ground_truth, min_factors=2, why='modularity divides by K - 1')
   random_state = _random_state(seed)
@@ -689,6 +698,8 @@ def _histogram_discretize(codes: np.ndarray, num_bins: int) -> np.ndarray:
 
 def _discrete_mutual_info(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
   """Plug-in mutual information in nats `[D, K]` between discrete codes `[N, D]` and factors `[N, K]`."""
+  from sklearn import metrics  # pylint: disable=import-outside-toplevel
+
   return np.array(
     [
       [metrics.mutual_info_score(factors[:, k], codes[:, d]) for k in range(factors.shape[1])]
@@ -699,6 +710,8 @@ def _discrete_mutual_info(codes: np.ndarray, factors: np.ndarray) -> np.ndarray:
 
 def _discrete_entropy(factors: np.ndarray) -> np.ndarray:
   """Plug-in entropy in nats `[K]` of each factor column of `factors` `[N, K]`."""
+  from sklearn import metrics  # pylint: disable=import-outside-toplevel
+
   return np.array([metrics.mutual_info_score(factors[:, k], factors[:, k]) for k in range(factors.shape[1])])
 
 
@@ -721,6 +734,8 @@ def _dci_from_importance(importance: np.ndarray) -> tuple[float, float]:
   `evaluation/metrics/dci.py`, down to its `1e-11` offset inside the entropies; an
   all-zero matrix gives 0 for both.
   """
+  import scipy.stats  # pylint: disable=import-outside-toplevel
+
   num_codes, num_factors = importance.shape
   per_code = 1.0 - scipy.stats.entropy(importance.T + 1e-11, base=num_factors)  # [D]
   per_factor = 1.0 - scipy.stats.entropy(importance + 1e-11, base=num_codes)  # [K]
@@ -745,6 +760,8 @@ def _one_vs_rest_auc(labels: np.ndarray, probabilities: np.ndarray, classes: np.
   The reference binarises the labels that occur with `MultiLabelBinarizer`,
   which matches `classes` whenever every class occurs in `labels`.
   """
+  from sklearn import metrics  # pylint: disable=import-outside-toplevel
+
   indicators = labels[:, None] == classes[None, :]  # [N, C]
   scorable = indicators.any(axis=0) & ~indicators.all(axis=0)  # [C], both outcomes present
   return float(metrics.roc_auc_score(indicators[:, scorable], probabilities[:, scorable]))
