@@ -25,6 +25,7 @@ from jaxvae import (
   _dsprites,
   _family,
   _likelihoods,
+  _metrics,
   _models,
   _parallel,
   _pictures,
@@ -415,13 +416,27 @@ def _disentanglement_setup(config: Any, metrics: Sequence[str]) -> None:
     )
 
 
+def _posterior_mean_fn(config: Any, vae: _models.VAE, local_params: Any) -> Callable[..., tuple[jax.Array, Any]]:
+  """The jitted `(x, extras) -> (loc [B, D], condition)` of the run's encoder, on this process's devices."""
+  from jaxvae import _train  # pylint: disable=import-outside-toplevel (train imports this module)
+
+  make_condition = _train.condition_fn(config)
+  key = jax.random.fold_in(jax.random.key(config.eval.seed), 1)
+
+  @jax.jit
+  def posterior_mean(x: jax.Array, extras: _data.Batch) -> tuple[jax.Array, Any]:
+    condition = make_condition(x, extras, key)
+    return _models.bind_vae(vae, local_params, condition)[0](x)[0], condition
+
+  return posterior_mean
+
+
 def _disentanglement_scores(config: Any, vae: _models.VAE, params: Any, metrics: Sequence[str]) -> dict[str, float]:
   """The metrics of Locatello et al. 2019 on the encoder's posterior means, on every process alike."""
-  local_params = _parallel.local_copy(params)
-  encode = jax.jit(lambda x: _models.bind_vae(vae, local_params)[0](x)[0])
+  posterior_mean = _posterior_mean_fn(config, vae, _parallel.local_copy(params))
   scores = _disentanglement.compute_all(
     _dsprites.DSpritesSource(),
-    lambda observations: np.asarray(encode(jnp.asarray(observations, jnp.float32))),
+    lambda observations: np.asarray(posterior_mean(jnp.asarray(observations, jnp.float32), {})[0]),
     seed=config.eval.seed,
     metrics=metrics,
     num_train=config.eval.metric_num_train or None,
@@ -431,18 +446,14 @@ def _disentanglement_scores(config: Any, vae: _models.VAE, params: Any, metrics:
 
 
 def _draw_pictures(workdir: pathlib.Path, config: Any, vae: _models.VAE, params: Any, batches, step: int) -> None:
-  """Posterior means of the evaluation set (this process's share) and the pictures of `_pictures`."""
-  from jaxvae import _metrics, _train  # pylint: disable=import-outside-toplevel (train imports this module)
+  """The pictures of `_pictures`, from the posterior means of this process's evaluation examples.
 
+  Only a 2-D latent space's scatter plot needs the means of every example;
+  the other pictures need the first batch, so only it is read again.
+  """
   local_params = _parallel.local_copy(params)
-  make_condition = _train.condition_fn(config)
-  key = jax.random.fold_in(jax.random.key(config.eval.seed), 1)
-
-  @jax.jit
-  def posterior_mean(x, extras):
-    condition = make_condition(x, extras, key)
-    return _models.bind_vae(vae, local_params, condition)[0](x)[0], condition
-
+  posterior_mean = _posterior_mean_fn(config, vae, local_params)
+  every_example = config.model.latent_dim == 2
   locs, labels, first = [], [], None
   for x, extras in model_items(batches):
     if not len(x):
@@ -452,6 +463,8 @@ def _draw_pictures(workdir: pathlib.Path, config: Any, vae: _models.VAE, params:
     labels.append(extras.get('label'))
     if first is None:
       first = (jnp.asarray(x), condition)
+    if not every_example:
+      break
   writer = _metrics.MetricWriter(workdir)
   try:
     _pictures.write_pictures(

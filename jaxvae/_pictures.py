@@ -137,8 +137,9 @@ def write_pictures(
     inputs: test inputs `[N, H, W, C]`, in the likelihood's domain.
     labels: their labels `[N]`, or None.
     condition: their conditions for a conditional model, else None.
-    loc: posterior means `[M, D]` of the evaluation examples at hand (the
-      scatter plot; `eval.py` passes process 0's share).
+    loc: posterior means `[M, D]` of the evaluation examples at hand: the
+      first is traversed, and a 2-D latent space's are all scattered
+      (`eval.py` passes process 0's share).
     writer: a `MetricWriter`.
     step: the checkpoint's step.
   """
