@@ -146,7 +146,6 @@ def iwae_bound(
   Raises:
     ValueError: as `elbo`, and for `num_samples < 1` or `chunk_size < 1`.
   """
-  _checks.check_positive_int('num_samples', num_samples)
   bounds = iwae_bounds(
     x,
     encoder=encoder,

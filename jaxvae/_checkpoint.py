@@ -10,6 +10,7 @@ import json
 import pathlib
 from typing import Any
 
+import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
@@ -135,8 +136,6 @@ def check_process_layout(workdir: Any, step: int) -> None:
   Each process saves its input pipeline's position, and its shard of the data
   depends on the number of processes.
   """
-  import jax  # pylint: disable=import-outside-toplevel
-
   positions = checkpoint_dir(workdir) / str(step) / 'data_iterator'
   expected = positions / f'process_{jax.process_index()}-of-{jax.process_count()}.json'
   if not expected.exists():
