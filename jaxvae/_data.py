@@ -383,8 +383,17 @@ def dequantize(key: jax.Array, images: jax.typing.ArrayLike) -> jax.Array:
 
   Returns:
     float32 of the same shape, in [0, 1); each value stays inside its pixel's bin `[x/256, (x+1)/256)`.
+
+  Raises:
+    ValueError: for images that are not uint8 (e.g. already scaled to [0, 1]).
   """
-  images = jnp.asarray(images).astype(jnp.float32)
+  images = jnp.asarray(images)
+  if images.dtype != jnp.uint8:
+    raise ValueError(
+      f'`images` must be 8-bit pixel values (uint8, 0..255) to dequantise; got dtype {images.dtype}. '
+      'Pass the images as stored, before scaling them to [0, 1].'
+    )
+  images = images.astype(jnp.float32)
   y = (images + jax.random.uniform(key, images.shape)) * (1.0 / 256.0)
   # Rounding can carry x + u up to x + 1, the next pixel value's bin.
   return jnp.minimum(y, jnp.nextafter((images + 1.0) * (1.0 / 256.0), 0.0))

@@ -46,6 +46,11 @@ def test_dequantize_fills_each_pixel_bin_uniformly():
   np.testing.assert_allclose(draws.mean(0), (np.array([0, 7, 255]) + 0.5) / 256, atol=4 * stderr)
 
 
+def test_dequantize_takes_stored_pixels_only():
+  with pytest.raises(ValueError, match=r'`images` must be 8-bit pixel values \(uint8, 0..255\).*got dtype float32'):
+    jaxvae.dequantize(jax.random.key(0), jnp.full((2, 2), 0.5))
+
+
 def test_to_unit_interval_scales_by_the_stored_maximum():
   np.testing.assert_array_equal(_data.to_unit_interval(np.array([0, 255], np.uint8)), [0.0, 1.0])
   np.testing.assert_array_equal(_data.to_unit_interval(np.array([0, 1], np.uint8), max_value=1), [0.0, 1.0])
