@@ -1,42 +1,9 @@
-"""Evaluates a trained VAE on the test split: `python eval.py --workdir DIR [--iwae_num_samples=K[,K...]]`.
+"""Evaluates a trained VAE: `python eval.py --workdir DIR [--iwae_num_samples=K[,K...]] [--metrics=...]`.
 
-Uses the latest checkpoint in DIR and the config stored with it; prints a table
-and writes DIR/eval/step_<step>.json.
+Prints a table and writes DIR/eval/step_<step>.json. The program is `jaxvae.scripts.eval`.
 """
 
-from absl import app, flags, logging
-
-import jaxvae
-from jaxvae import _parallel
-
-_WORKDIR = flags.DEFINE_string('workdir', None, 'The --workdir of a training run.')
-_IWAE_NUM_SAMPLES = flags.DEFINE_list(
-  'iwae_num_samples', None, 'K of the importance-weighted bound, or several: 1,5,50,5000 (default: the run config).'
-)
-_METRICS = flags.DEFINE_list(
-  'metrics', None, 'Disentanglement metrics, e.g. mig,dci, or none (default: the run config; dsprites: all).'
-)
-_DATASET = flags.DEFINE_string('dataset', None, 'Refuse to run unless the checkpoint was trained on this dataset.')
-flags.mark_flags_as_required(['workdir'])
-_INITIALIZE_DISTRIBUTED = _parallel.define_distributed_flags()
-
-
-def main(argv: list[str]) -> None:
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
-  logging.set_verbosity(logging.WARNING)
-  _INITIALIZE_DISTRIBUTED()
-  ks = None
-  if _IWAE_NUM_SAMPLES.value is not None:
-    try:
-      ks = [int(k) for k in _IWAE_NUM_SAMPLES.value]
-    except ValueError:
-      raise app.UsageError(
-        f'--iwae_num_samples takes integers K >= 1, e.g. 1,5,50,5000; got {_IWAE_NUM_SAMPLES.value}'
-      ) from None
-  metrics = None if _METRICS.value is None else [m for m in _METRICS.value if m != 'none']
-  jaxvae.evaluate(_WORKDIR.value, iwae_num_samples=ks, metrics=metrics, dataset=_DATASET.value)
-
+from jaxvae.scripts import eval as evaluate
 
 if __name__ == '__main__':
-  app.run(main)
+  evaluate.run()

@@ -25,7 +25,7 @@ from absl import app, flags
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the repository root, for `configs`
 import jaxvae  # noqa: E402
 from configs import default, dsprites  # noqa: E402
-from jaxvae import _data, _dsprites, _models, _train  # noqa: E402
+from jaxvae import _data, _dsprites, _models, _run  # noqa: E402
 
 _KS = flags.DEFINE_list('ks', ['1000', '5000'], 'Values of K to measure.')
 _SKIP_METRICS = flags.DEFINE_bool('skip_metrics', False, 'Measure the bounds only.')
@@ -34,9 +34,10 @@ _SKIP_METRICS = flags.DEFINE_bool('skip_metrics', False, 'Measure the bounds onl
 def iwae_figures(k: int) -> tuple[float, float]:
   """(images/s, MiB of XLA memory) of the K-sample bound on 100 digits."""
   config = default.get_config()
-  vae = _train.make_vae(config)
-  params = _train.init_state(config, vae, _train.make_optimizer(config)).params
-  x = jnp.asarray(next(iter(_data.eval_batches(config.data, batch_size=100))))
+  run = _run.Run(config)
+  vae, params = run.vae, run.init_state().params
+  batch = next(iter(_data.eval_batches(config.data, batch_size=100)))
+  x = _data.prepare_eval_images(batch['image'], batch['index'], data=config.data)
 
   def bound(params, x, key):
     encoder, decoder = jaxvae.bind_vae(vae, params)
@@ -63,8 +64,8 @@ def iwae_figures(k: int) -> tuple[float, float]:
 
 def metric_suite_seconds() -> tuple[float, dict[str, float]]:
   config = dsprites.get_config()
-  vae = _train.make_vae(config)
-  params = _train.init_state(config, vae, _train.make_optimizer(config)).params
+  run = _run.Run(config)
+  vae, params = run.vae, run.init_state().params
   encode = jax.jit(lambda x: _models.bind_vae(vae, params)[0](x)[0])
   start = time.perf_counter()
   scores = jaxvae.compute_all(

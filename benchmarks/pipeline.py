@@ -24,7 +24,7 @@ from PIL import Image
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the repository root, for `configs`
 from configs import celeba, default, dsprites, mnist  # noqa: E402
-from jaxvae import _data, _train  # noqa: E402
+from jaxvae import _data, _run, _train  # noqa: E402
 
 _SECONDS = flags.DEFINE_float('seconds', 5.0, 'How long to draw batches from each pipeline.')
 _TRAIN_STEPS = flags.DEFINE_integer('train_steps', 5, 'Timed train steps per model.')
@@ -55,9 +55,9 @@ def pipeline_images_per_second(config, *, seconds):
 
 
 def train_images_per_second(config, *, steps):
-  vae, tx = _train.make_vae(config), _train.make_optimizer(config)
-  step = _train.make_train_step(config, vae, tx)
-  state = _train.init_state(config, vae, tx)
+  run = _run.Run(config)
+  step = _train.make_train_step(run)
+  state = run.init_state()
   shape = (config.train.batch_size, *_data.event_shape(config.data))
   batch = {'image': np.random.default_rng(0).integers(0, _data.DATASETS[config.data.dataset].max_value + 1, shape)}
   batch['image'] = batch['image'].astype(np.uint8)

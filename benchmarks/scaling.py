@@ -34,16 +34,16 @@ def _measure(num_devices: int, steps: int) -> dict[str, float]:
 
   sys.path.insert(0, str(_ROOT))
   from configs import celeba, default  # pylint: disable=import-outside-toplevel
-  from jaxvae import _data, _parallel, _train  # pylint: disable=import-outside-toplevel
+  from jaxvae import _data, _parallel, _run, _train  # pylint: disable=import-outside-toplevel
 
   configs = {'default': default.get_config(), 'celeba': celeba.get_config('64')}
   mesh = _parallel.make_mesh(jax.devices()[:num_devices])
   results = {}
   for label, name, _ in _MODELS:
     config = configs[name]
-    vae, tx = _train.make_vae(config), _train.make_optimizer(config)
-    state = _train.init_state(config, vae, tx, mesh=mesh)
-    step = _train.make_train_step(config, vae, tx, mesh=mesh)
+    run = _run.Run(config, mesh=mesh)
+    state = run.init_state()
+    step = _train.make_train_step(run)
     shape = (config.train.batch_size, *_data.event_shape(config.data))
     batch = _parallel.global_batch({'image': np.random.default_rng(0).integers(0, 256, shape, np.uint8)}, mesh)
     state, metrics = step(state, batch)

@@ -16,7 +16,9 @@ F_enc + K * F_dec per example.
 
 import functools
 import itertools
+import pathlib
 import platform
+import sys
 import time
 
 import jax
@@ -24,8 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-import jaxvae
-from jaxvae import _data, _train
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the repository root, for `configs`
+import jaxvae  # noqa: E402
+from configs import default  # noqa: E402
+from jaxvae import _data, _run, _train  # noqa: E402
 
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['128', '1024'], 'Train batch sizes to measure.')
 _IWAE_NUM_SAMPLES = flags.DEFINE_integer('iwae_num_samples', 1000, 'K for the evaluation benchmark.')
@@ -55,9 +59,9 @@ def _layer_flops(sizes):
 def train_throughput(config, batch_size, *, repeats):
   config = config.copy_and_resolve_references()
   config.train.batch_size = batch_size
-  vae, tx = _train.make_vae(config), _train.make_optimizer(config)
-  step = _train.make_train_step(config, vae, tx)
-  state = _train.init_state(config, vae, tx)
+  run = _run.Run(config)
+  step = _train.make_train_step(run)
+  state = run.init_state()
   images = _data.load_mnist_5k()['train'].arrays['image']
   batch = {'image': jnp.asarray(images[np.arange(batch_size) % len(images)])}
   steps = max(20, 40_000 // batch_size)
@@ -77,10 +81,10 @@ def train_throughput(config, batch_size, *, repeats):
 
 
 def iwae_throughput(config, num_samples, *, repeats):
-  vae = _train.make_vae(config)
-  params = _train.init_state(config, vae, _train.make_optimizer(config)).params
-  encoder, decoder = jaxvae.bind_vae(vae, params)
-  x = jnp.asarray(next(iter(_data.eval_batches(config.data, batch_size=config.eval.batch_size))))
+  run = _run.Run(config)
+  encoder, decoder = jaxvae.bind_vae(run.vae, run.init_state().params)
+  batch = next(iter(_data.eval_batches(config.data, batch_size=config.eval.batch_size)))
+  x = _data.prepare_eval_images(batch['image'], batch['index'], data=config.data)
   bound = jax.jit(
     functools.partial(
       jaxvae.iwae_bound,
@@ -101,12 +105,7 @@ def iwae_throughput(config, num_samples, *, repeats):
 
 def main(argv):
   del argv
-  import importlib.util  # pylint: disable=import-outside-toplevel
-
-  spec = importlib.util.spec_from_file_location('default_config', 'configs/default.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = default.get_config()
 
   print(
     f'machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}, '

@@ -18,15 +18,12 @@ Needs `tfds build celeb_a --file_format=array_record` first (see README).
 
 import ml_collections
 
-from configs import default
+from configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  variants = common.parse_variants(variant, allowed=('64', 'gaussian', 'smoke'), config_file=__file__)
   config = default.get_config()
-  variants = set(filter(None, variant.split(',')))
-  unknown = variants - {'64', 'gaussian', 'smoke'}
-  if unknown:
-    raise ValueError(f"unknown variant {sorted(unknown)[0]!r} of configs/celeba.py; use '64', 'gaussian', 'smoke'.")
 
   config.data.dataset = 'celeb_a'
   config.data.crop_size = 148
@@ -63,5 +60,5 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.eval.iwae_chunk_size = 50
 
   if 'smoke' in variants:
-    default.shrink(config)
+    common.shrink(config)
   return config

@@ -11,8 +11,11 @@ e.g. `--config.optim.learning_rate=3e-4 --config.model.latent_dim=2`.
 
 import ml_collections
 
+from configs import common
+
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
   config = ml_collections.ConfigDict()
   config.seed = 0  # seeds parameters, data order, binarisation and latent samples
 
@@ -45,7 +48,8 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   # parameters, optimiser state, outputs and loss (for TPUs and recent GPUs).
   config.model.dtype = 'float32'
 
-  # The training objective: the VAE, or one of its family (see README, "The VAE family").
+  # The training objective: the VAE, or one of its family (see README, "The VAE family"). A member's own
+  # fields start with its name without `_vae` (capacity_, factor_, dip_, wae_mmd_); beta is shared.
   config.objective = ml_collections.ConfigDict()
   # vae, beta_vae, capacity_vae, factor_vae, beta_tcvae, dip_vae, wae_mmd, iwae, cvae or autoencoder
   config.objective.name = 'vae'
@@ -53,14 +57,14 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.objective.capacity_max = 25.0  # capacity_vae: C_max, the KL target in nats at the end of the ramp
   config.objective.capacity_steps = 100_000  # capacity_vae: steps over which C rises linearly from 0 to C_max
   config.objective.capacity_gamma = 1000.0  # capacity_vae: gamma, the weight of |KL - C|
-  config.objective.factor_vae_gamma = 35.0  # factor_vae: gamma, the weight of the discriminator's TC estimate
-  config.objective.discriminator_hidden_size = 1000  # factor_vae: discriminator MLP width ...
-  config.objective.discriminator_layers = 6  # ... and depth (Kim & Mnih 2018)
-  config.objective.discriminator_learning_rate = 1e-4  # factor_vae: the discriminator's Adam (beta1 0.5, beta2 0.9)
+  config.objective.factor_gamma = 35.0  # factor_vae: gamma, the weight of the discriminator's TC estimate
+  config.objective.factor_discriminator_hidden_size = 1000  # factor_vae: discriminator MLP width ...
+  config.objective.factor_discriminator_layers = 6  # ... and depth (Kim & Mnih 2018)
+  config.objective.factor_discriminator_learning_rate = 1e-4  # factor_vae: its Adam (beta1 0.5, beta2 0.9)
   config.objective.dip_kind = 'i'  # dip_vae: 'i' (covariance of the means) or 'ii' (of q(z))
   config.objective.dip_lambda_off_diagonal = 10.0  # dip_vae: lambda_od
   config.objective.dip_lambda_diagonal = 100.0  # dip_vae: lambda_d (10 lambda_od for 'i', lambda_od for 'ii')
-  config.objective.mmd_weight = 10.0  # wae_mmd: lambda, the weight of MMD(q(z), p(z))
+  config.objective.wae_mmd_weight = 10.0  # wae_mmd: lambda, the weight of MMD(q(z), p(z))
   # cvae: what the model is conditioned on: 'label' (one-hot class), 'inpaint'
   # (the image with random quadrants hidden, and its mask), 'structure' (its edges).
   config.objective.condition = 'none'
@@ -97,40 +101,6 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.eval.metric_num_train = 0  # points to fit each metric on; 0: the reference's count (10,000)
   config.eval.metric_num_eval = 0  # points to score each metric on; 0: the reference's count (5,000)
 
-  if variant == 'smoke':  # seconds on a CPU: checks the whole pipeline, not the model
-    config.model.hidden_sizes = (32,)
-    config.model.latent_dim = 4
-    config.train.batch_size = 32
-    config.train.num_train_steps = 20
-    config.train.log_every = 5
-    config.train.checkpoint_every = 10
-    config.eval.elbo_num_samples = 2
-    config.eval.iwae_num_samples = (10,)
-    config.eval.iwae_chunk_size = 5
-  elif variant:
-    raise ValueError(f"unknown variant {variant!r} of configs/default.py; use '' or 'smoke'.")
-  return config
-
-
-def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-  """The `smoke` variant of another config: tiny networks, 6 steps, checkpoints at 3 and 6; seconds on a CPU."""
-  config.model.hidden_sizes = (16,)
-  config.model.conv_channels = (4,) * len(config.model.conv_channels)
-  config.model.dense_size = 8
-  config.model.latent_dim = 4
-  config.objective.discriminator_hidden_size = 16
-  config.objective.discriminator_layers = 2
-  config.optim.warmup_steps = min(config.optim.warmup_steps, 2)
-  config.train.batch_size = 8
-  config.train.num_train_steps = 6
-  config.train.log_every = 2
-  config.train.checkpoint_every = 3
-  config.eval.batch_size = 50
-  config.eval.num_examples = 200
-  config.eval.elbo_num_samples = 2
-  config.eval.iwae_num_samples = (4,)
-  config.eval.iwae_chunk_size = 2
-  config.eval.num_image_rows = 2
-  config.eval.metric_num_train = 100
-  config.eval.metric_num_eval = 50
+  if 'smoke' in variants:
+    common.shrink(config)
   return config

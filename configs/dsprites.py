@@ -13,13 +13,12 @@ unsupervised study, Appendix).
 
 import ml_collections
 
-from configs import default
+from configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
   config = default.get_config()
-  if variant not in ('', 'smoke'):
-    raise ValueError(f"unknown variant {variant!r} of configs/dsprites.py; use '' or 'smoke'.")
 
   config.data.dataset = 'dsprites'
   config.data.binarize = 'none'  # already binary
@@ -48,6 +47,6 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.eval.iwae_num_samples = (100,)
   config.eval.iwae_chunk_size = 50
 
-  if variant == 'smoke':
-    default.shrink(config)
+  if 'smoke' in variants:
+    common.shrink(config)
   return config

@@ -9,11 +9,12 @@ dimension-wise KL) is estimated by minibatch-weighted sampling over the
 
 import ml_collections
 
-from configs import dsprites
+from configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  config = dsprites.get_config(variant)
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
+  config = dsprites.get_config()
   config.objective.name = 'beta_tcvae'
   config.objective.beta = 6.0
-  return config
+  return common.shrink(config) if 'smoke' in variants else config

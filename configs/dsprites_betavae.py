@@ -7,11 +7,12 @@ The standard 64x64 conv encoder/decoder with 10 latents of configs/dsprites.py.
 
 import ml_collections
 
-from configs import dsprites
+from configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  config = dsprites.get_config(variant)
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
+  config = dsprites.get_config()
   config.objective.name = 'beta_vae'
   config.objective.beta = 4.0
-  return config
+  return common.shrink(config) if 'smoke' in variants else config

@@ -8,15 +8,14 @@ dSprites settings (Section 5); the conv model is that of configs/dsprites.py.
 
 import ml_collections
 
-from configs import dsprites
+from configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  config = dsprites.get_config(variant)
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
+  config = dsprites.get_config()
   config.objective.name = 'capacity_vae'
   config.objective.capacity_max = 25.0
   config.objective.capacity_steps = 100_000
   config.objective.capacity_gamma = 1000.0
-  if variant == 'smoke':
-    config.objective.capacity_steps = 4
-  return config
+  return common.shrink(config) if 'smoke' in variants else config

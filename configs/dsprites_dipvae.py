@@ -9,16 +9,14 @@ lambda_d = 10 lambda_od); DIP-VAE-II that of q(z) (lambda_d = lambda_od = 10).
 
 import ml_collections
 
-from configs import dsprites
+from configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  variants = set(filter(None, variant.split(',')))
-  if variants - {'ii', 'smoke'}:
-    raise ValueError(f"unknown variant {variant!r} of configs/dsprites_dipvae.py; use 'ii' and/or 'smoke'.")
-  config = dsprites.get_config('smoke' if 'smoke' in variants else '')
+  variants = common.parse_variants(variant, allowed=('ii', 'smoke'), config_file=__file__)
+  config = dsprites.get_config()
   config.objective.name = 'dip_vae'
   config.objective.dip_kind = 'ii' if 'ii' in variants else 'i'
   config.objective.dip_lambda_off_diagonal = 10.0
   config.objective.dip_lambda_diagonal = 10.0 if 'ii' in variants else 100.0
-  return config
+  return common.shrink(config) if 'smoke' in variants else config

@@ -10,11 +10,12 @@ parameters and optimiser state are checkpointed with the VAE's. gamma = 35.
 
 import ml_collections
 
-from configs import dsprites
+from configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  config = dsprites.get_config(variant)
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
+  config = dsprites.get_config()
   config.objective.name = 'factor_vae'
-  config.objective.factor_vae_gamma = 35.0
-  return config
+  config.objective.factor_gamma = 35.0
+  return common.shrink(config) if 'smoke' in variants else config

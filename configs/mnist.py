@@ -17,17 +17,14 @@ objective itself is a separate objective. Needs the dataset prepared by
 
 import ml_collections
 
-from configs import default
+from configs import common, default
 
 _EPOCHS = sum(3**i for i in range(8))  # 3,280
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
+  variants = common.parse_variants(variant, allowed=('binarized', 'smoke'), config_file=__file__)
   config = default.get_config()
-  variants = set(filter(None, variant.split(',')))
-  unknown = variants - {'binarized', 'smoke'}
-  if unknown:
-    raise ValueError(f"unknown variant {sorted(unknown)[0]!r} of configs/mnist.py; use 'binarized' and/or 'smoke'.")
 
   if 'binarized' in variants:
     config.data.dataset = 'binarized_mnist'
@@ -57,5 +54,5 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.eval.iwae_chunk_size = 250
 
   if 'smoke' in variants:
-    default.shrink(config)
+    common.shrink(config)
   return config

@@ -9,10 +9,11 @@ defines no likelihood p(x): eval.py reports the reconstruction only.
 
 import ml_collections
 
-from configs import default
+from configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  config = default.get_config(variant)
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
+  config = default.get_config()
   config.objective.name = 'autoencoder'
-  return config
+  return common.shrink(config) if 'smoke' in variants else config

@@ -8,11 +8,12 @@ bound instead of the ELBO; compare `eval.py` of this run with the default one.
 
 import ml_collections
 
-from configs import default
+from configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  config = default.get_config(variant)
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
+  config = default.get_config()
   config.objective.name = 'iwae'
   config.train.num_samples = 5
-  return config
+  return common.shrink(config) if 'smoke' in variants else config

@@ -10,12 +10,13 @@ reconstruction log-likelihood only, and says so.
 
 import ml_collections
 
-from configs import default
+from configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
-  config = default.get_config(variant)
+  variants = common.parse_variants(variant, allowed=('smoke',), config_file=__file__)
+  config = default.get_config()
   config.objective.name = 'wae_mmd'
-  config.objective.mmd_weight = 10.0
-  config.model.latent_dim = 4 if variant == 'smoke' else 8
-  return config
+  config.objective.wae_mmd_weight = 10.0
+  config.model.latent_dim = 8
+  return common.shrink(config) if 'smoke' in variants else config

@@ -91,7 +91,23 @@ def elbo(
   >>> out.elbo.shape, round(float(out.elbo[0]), 4)  # 4 log(1/2), and KL = 0
   ((3,), -2.7726)
   """
-  x, loc, log_var = _encode(x, encoder)
+  x, loc, log_var = encode_checked(x, encoder)
+  return elbo_given_posterior(
+    x, loc, log_var, decoder=decoder, log_likelihood=log_likelihood, key=key, num_samples=num_samples
+  )
+
+
+def elbo_given_posterior(
+  x: jax.Array,
+  loc: jax.Array,
+  log_var: jax.Array,
+  *,
+  decoder: Decoder,
+  log_likelihood: LogLikelihood,
+  key: jax.Array,
+  num_samples: int = 1,
+) -> ElboOutput:
+  """`elbo` for data `x [B, *event]` already encoded as `(loc, log_var)` `[B, D]`: for callers that encode once."""
   _checks.check_positive_int('num_samples', num_samples)
   z = _gaussian.sample_diag_gaussian(key, loc, log_var, num_samples=num_samples)  # [S, B, D]
   reconstruction = _log_likelihood_of_samples(x, z, decoder, log_likelihood)  # [S, B]
@@ -193,12 +209,36 @@ def iwae_bounds(
   >>> sorted(bounds), round(float(bounds[50][0]), 4)  # q = p(z) and p(x|z) = 1/16: every weight is 1/16
   ([1, 50], -2.7726)
   """
+  x, loc, log_var = encode_checked(x, encoder)
+  return iwae_bounds_given_posterior(
+    x,
+    loc,
+    log_var,
+    decoder=decoder,
+    log_likelihood=log_likelihood,
+    key=key,
+    num_samples=num_samples,
+    chunk_size=chunk_size,
+  )
+
+
+def iwae_bounds_given_posterior(
+  x: jax.Array,
+  loc: jax.Array,
+  log_var: jax.Array,
+  *,
+  decoder: Decoder,
+  log_likelihood: LogLikelihood,
+  key: jax.Array,
+  num_samples: Sequence[int],
+  chunk_size: int | None = None,
+) -> dict[int, jax.Array]:
+  """`iwae_bounds` for data `x [B, *event]` already encoded as `(loc, log_var)` `[B, D]`."""
   ks = tuple(num_samples)
   if not ks:
     raise ValueError('`num_samples` must hold at least one K; got an empty sequence.')
   for k in ks:
     _checks.check_positive_int('num_samples', k)
-  x, loc, log_var = _encode(x, encoder)
   most = max(ks)
   chunk_size = most if chunk_size is None else chunk_size
   _checks.check_positive_int('chunk_size', chunk_size)
@@ -233,7 +273,7 @@ def iwae_bounds(
   return {k: total[i] - math.log(k) for i, k in enumerate(ks)}
 
 
-def _encode(x: jax.typing.ArrayLike, encoder: Encoder) -> tuple[jax.Array, jax.Array, jax.Array]:
+def encode_checked(x: jax.typing.ArrayLike, encoder: Encoder) -> tuple[jax.Array, jax.Array, jax.Array]:
   """Checks `x`, runs the encoder and checks that it returned `(loc, log_var)`, each `[B, D]`."""
   _checks.check_floating('x', x, min_ndim=2)
   x = jnp.asarray(x)

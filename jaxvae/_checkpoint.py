@@ -11,30 +11,16 @@ import pathlib
 from typing import Any
 
 import jax
-import ml_collections
 import orbax.checkpoint as ocp
 
-from jaxvae import _config
-
-# Fields that may change when a run is resumed: how long it runs, how often it
-# logs and saves, and how it is evaluated. Anything else would make the
-# restored state mean something different.
-_RESUMABLE_CHANGES = (
-  'data.data_dir',
-  'data.read_threads',
-  'train.num_train_steps',
-  'train.log_every',
-  'train.checkpoint_every',
-  'train.keep_checkpoints',
-  'eval.',
-)
+from jaxvae import _types
 
 
 def checkpoint_dir(workdir: str | pathlib.Path) -> pathlib.Path:
   return pathlib.Path(workdir).absolute() / 'checkpoints'
 
 
-def open_manager(workdir: str | pathlib.Path, *, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+def open_manager(workdir: str | pathlib.Path, *, config: _types.Config) -> ocp.CheckpointManager:
   """A manager saving every `config.train.checkpoint_every` steps, keeping the last `keep_checkpoints`."""
   options = ocp.CheckpointManagerOptions(
     max_to_keep=config.train.keep_checkpoints,
@@ -48,7 +34,7 @@ def save(
   manager: ocp.CheckpointManager,
   step: int,
   state: Any,
-  config: ml_collections.ConfigDict,
+  config: _types.Config,
   *,
   data_iterator: Any,
   force: bool = False,
@@ -82,7 +68,7 @@ def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any
   return manager.restore(step, args=ocp.args.Composite(**items))['state']
 
 
-def latest_run(workdir: str | pathlib.Path) -> tuple[int, ml_collections.ConfigDict]:
+def latest_run(workdir: str | pathlib.Path) -> tuple[int, _types.Config]:
   """The latest complete checkpoint's step and the config stored with it.
 
   Raises:
@@ -99,7 +85,7 @@ def latest_run(workdir: str | pathlib.Path) -> tuple[int, ml_collections.ConfigD
   return steps[-1], config_from_json(config_file.read_text(encoding='utf-8'))
 
 
-def config_from_json(text: str) -> ml_collections.ConfigDict:
+def config_from_json(text: str) -> _types.Config:
   """A ConfigDict from its JSON, with JSON lists turned back into the tuples configs use."""
 
   def tuples(value: Any) -> Any:
@@ -109,25 +95,7 @@ def config_from_json(text: str) -> ml_collections.ConfigDict:
       return tuple(tuples(v) for v in value)
     return value
 
-  return ml_collections.ConfigDict(tuples(json.loads(text)))
-
-
-def check_resumable(stored: ml_collections.ConfigDict, config: ml_collections.ConfigDict, workdir: Any) -> None:
-  """Raises ValueError if `config` changes a field that a resumed run must keep."""
-  stored_flat, flat = _config.flatten(stored.to_dict()), _config.flatten(config.to_dict())
-  for path in sorted(set(stored_flat) | set(flat)):
-    # The cosine schedules are functions of the run's length: lengthening it would rescale the past.
-    schedule_depends_on_length = path == 'train.num_train_steps' and flat.get('optim.schedule') in (
-      'cosine',
-      'warmup_cosine',
-    )
-    if path.startswith(_RESUMABLE_CHANGES) and path in stored_flat and path in flat and not schedule_depends_on_length:
-      continue
-    if stored_flat.get(path) != flat.get(path):
-      raise ValueError(
-        f'{workdir} holds a run with config.{path} = {stored_flat.get(path)!r}, but this run sets '
-        f'{flat.get(path)!r}. Resume with the same setting, or start the new run in a fresh --workdir.'
-      )
+  return _types.Config(tuples(json.loads(text)))
 
 
 def check_process_layout(workdir: Any, step: int) -> None:

@@ -1,4 +1,4 @@
-"""Validation of run configs: every field known, every value sensible, before any compilation."""
+"""Rules for run configs: every field known, every value sensible before any compilation, resumes consistent."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import ml_collections
 import optax
 
-from jaxvae import _data, _disentanglement, _family, _models
+from jaxvae import _conditions, _data, _disentanglement, _family, _models, _types
 
 _Check = tuple[Callable[[Any], bool], str]  # (predicate, what the field must be)
 
@@ -88,15 +87,15 @@ _SCHEMA: Mapping[str, _Check] = {
   'objective.capacity_max': _non_negative_number(),
   'objective.capacity_steps': _int_at_least(1),
   'objective.capacity_gamma': _non_negative_number(),
-  'objective.factor_vae_gamma': _non_negative_number(),
-  'objective.discriminator_hidden_size': _int_at_least(1),
-  'objective.discriminator_layers': _int_at_least(1),
-  'objective.discriminator_learning_rate': _positive_number(),
+  'objective.factor_gamma': _non_negative_number(),
+  'objective.factor_discriminator_hidden_size': _int_at_least(1),
+  'objective.factor_discriminator_layers': _int_at_least(1),
+  'objective.factor_discriminator_learning_rate': _positive_number(),
   'objective.dip_kind': _one_of(('i', 'ii')),
   'objective.dip_lambda_off_diagonal': _non_negative_number(),
   'objective.dip_lambda_diagonal': _non_negative_number(),
-  'objective.mmd_weight': _non_negative_number(),
-  'objective.condition': _one_of(_family.CONDITIONS),
+  'objective.wae_mmd_weight': _non_negative_number(),
+  'objective.condition': _one_of(_conditions.CONDITIONS),
   'optim.name': _optax_optimizer(),
   'optim.learning_rate': _positive_number(),
   'optim.schedule': _one_of(SCHEDULES),
@@ -122,7 +121,7 @@ _SCHEMA: Mapping[str, _Check] = {
 }
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
+def validate_config(config: _types.Config) -> None:
   """Checks a run config against the schema of `configs/default.py`.
 
   Raises:
@@ -159,7 +158,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     )
 
 
-def _check_objective(config: ml_collections.ConfigDict) -> None:
+def _check_objective(config: _types.Config) -> None:
   """The objective must fit the data, the sampling settings and its condition."""
   objective, num_samples = config.objective, config.train.num_samples
   if (objective.name == 'cvae') != (objective.condition != 'none'):
@@ -189,7 +188,7 @@ def _check_objective(config: ml_collections.ConfigDict) -> None:
     )
 
 
-def _check_preprocessing(config: ml_collections.ConfigDict) -> None:
+def _check_preprocessing(config: _types.Config) -> None:
   """The data's preprocessing must give what the likelihood models."""
   data = config.data
   dataset = _data.DATASETS[data.dataset]
@@ -215,6 +214,38 @@ def _check_preprocessing(config: ml_collections.ConfigDict) -> None:
       "the discretised-logistic likelihood models 8-bit pixel values; set config.data.binarize='none' "
       'or use the Bernoulli likelihood for binary data.'
     )
+
+
+# Fields that may change when a run is resumed: how long it runs, how often it
+# logs and saves, and how it is evaluated. Anything else would make the
+# restored state mean something different.
+_RESUMABLE_CHANGES = (
+  'data.data_dir',
+  'data.read_threads',
+  'train.num_train_steps',
+  'train.log_every',
+  'train.checkpoint_every',
+  'train.keep_checkpoints',
+  'eval.',
+)
+
+
+def check_resumable(stored: _types.Config, config: _types.Config, workdir: Any) -> None:
+  """Raises ValueError if `config` changes a field that the run `stored` in `workdir` must keep when resumed."""
+  stored_flat, flat = flatten(stored.to_dict()), flatten(config.to_dict())
+  for path in sorted(set(stored_flat) | set(flat)):
+    # The cosine schedules are functions of the run's length: lengthening it would rescale the past.
+    schedule_depends_on_length = path == 'train.num_train_steps' and flat.get('optim.schedule') in (
+      'cosine',
+      'warmup_cosine',
+    )
+    if path.startswith(_RESUMABLE_CHANGES) and path in stored_flat and path in flat and not schedule_depends_on_length:
+      continue
+    if stored_flat.get(path) != flat.get(path):
+      raise ValueError(
+        f'{workdir} holds a run with config.{path} = {stored_flat.get(path)!r}, but this run sets '
+        f'{flat.get(path)!r}. Resume with the same setting, or start the new run in a fresh --workdir.'
+      )
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Datasets: the registry, random-access sources, preprocessing, and the grain input pipelines.
+"""Datasets, from their registry through random-access sources and preprocessing to the input pipelines.
 
 Every dataset is read through a random-access source: `len(source)` examples
 and `source.read(indices)`, a dict of batched numpy arrays (`'image'`, uint8
@@ -21,16 +21,14 @@ from typing import Any, Protocol
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
-from jaxvae import _dsprites
+from jaxvae import _dsprites, _types
 
 BINARIZATIONS = ('dynamic', 'none')
 DEQUANTIZATIONS = ('none', 'uniform')
 CELEB_A_IMAGE_SIZES = (64, 128)
 
-Batch = dict[str, np.ndarray]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +121,7 @@ def _info(dataset: str) -> DatasetInfo:
   return DATASETS[dataset]
 
 
-def check_data_config(data: ml_collections.ConfigDict) -> None:
+def check_data_config(data: _types.Config) -> None:
   """Checks `config.data` against its dataset, before anything is read or compiled.
 
   Raises:
@@ -156,7 +154,7 @@ def check_data_config(data: ml_collections.ConfigDict) -> None:
     )
 
 
-def event_shape(data: ml_collections.ConfigDict) -> tuple[int, int, int]:
+def event_shape(data: _types.Config) -> tuple[int, int, int]:
   """`(H, W, C)` of one example as the model sees it, after cropping and resizing."""
   info = _info(data.dataset)
   if info.croppable:
@@ -172,19 +170,19 @@ class Source(Protocol):
 
   def __len__(self) -> int: ...
 
-  def read(self, indices: np.ndarray) -> Batch: ...
+  def read(self, indices: np.ndarray) -> _types.Batch: ...
 
 
 @dataclasses.dataclass(frozen=True)
 class ArraySource:
   """Examples held in host memory, one array per feature, all with the same leading axis."""
 
-  arrays: Batch
+  arrays: _types.Batch
 
   def __len__(self) -> int:
     return len(self.arrays['image'])
 
-  def read(self, indices: np.ndarray) -> Batch:
+  def read(self, indices: np.ndarray) -> _types.Batch:
     return {name: array[indices] for name, array in self.arrays.items()}
 
 
@@ -198,8 +196,23 @@ class _SubsetSource:
   def __len__(self) -> int:
     return len(self.indices)
 
-  def read(self, indices: np.ndarray) -> Batch:
+  def read(self, indices: np.ndarray) -> _types.Batch:
     return self.source.read(self.indices[indices])
+
+
+@dataclasses.dataclass(frozen=True)
+class _FeatureSource:
+  """The examples of `source` with only the named `features`."""
+
+  source: Source
+  features: tuple[str, ...]
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def read(self, indices: np.ndarray) -> _types.Batch:
+    batch = self.source.read(indices)
+    return {name: batch[name] for name in self.features}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,7 +224,7 @@ class _DSpritesSource:
   def __len__(self) -> int:
     return len(self.generator)
 
-  def read(self, indices: np.ndarray) -> Batch:
+  def read(self, indices: np.ndarray) -> _types.Batch:
     batch = self.generator.__getitems__(indices)
     return {'image': batch['image'], 'factors': batch['factors']}
 
@@ -228,7 +241,7 @@ class _TfdsSource:
   def __len__(self) -> int:
     return len(self.data_source)
 
-  def read(self, indices: np.ndarray) -> Batch:
+  def read(self, indices: np.ndarray) -> _types.Batch:
     examples = [self.data_source[int(i)] for i in indices]
     batch = {'image': np.stack([self._image(example['image']) for example in examples])}
     if self.num_classes:
@@ -292,12 +305,12 @@ def load_mnist_5k() -> dict[str, ArraySource]:
   }
 
 
-def tfds_data_dir(data: ml_collections.ConfigDict) -> str:
+def tfds_data_dir(data: _types.Config) -> str:
   """Where tfds looks for prepared datasets: `config.data.data_dir`, else `$TFDS_DATA_DIR`, else its default."""
   return data.data_dir or os.environ.get('TFDS_DATA_DIR') or os.path.expanduser('~/tensorflow_datasets')
 
 
-def open_source(data: ml_collections.ConfigDict, split: str) -> Source:
+def open_source(data: _types.Config, split: str) -> Source:
   """Random access to `split` of `config.data`'s dataset, cropped and resized as the config says.
 
   Raises:
@@ -333,7 +346,7 @@ def open_source(data: ml_collections.ConfigDict, split: str) -> Source:
   return _TfdsSource(data_source, info.num_classes, crop_size=data.crop_size, image_size=data.image_size)
 
 
-def read_in_chunks(source: Source, indices: np.ndarray, *, chunk_size: int = 1024) -> Batch:
+def read_in_chunks(source: Source, indices: np.ndarray, *, chunk_size: int = 1024) -> _types.Batch:
   """`source.read(indices)` in chunks (bounded temporary memory for per-example sources)."""
   chunks = [source.read(indices[i : i + chunk_size]) for i in range(0, len(indices), chunk_size)]
   return {name: np.concatenate([chunk[name] for chunk in chunks]) for name in chunks[0]}
@@ -399,8 +412,13 @@ def dequantize(key: jax.Array, images: jax.typing.ArrayLike) -> jax.Array:
   return jnp.minimum(y, jnp.nextafter((images + 1.0) * (1.0 / 256.0), 0.0))
 
 
-def prepare_train_images(key: jax.Array, images: jax.Array, *, data: ml_collections.ConfigDict) -> jax.Array:
-  """Stored images `[B, H, W, C]` to the likelihood's domain, with fresh noise from `key` (inside the step)."""
+def prepare_images(key: jax.Array, images: jax.typing.ArrayLike, *, data: _types.Config) -> jax.Array:
+  """Stored images `[B, H, W, C]` to float32 in the likelihood's domain, as `config.data` says.
+
+  Scaled to [0, 1], then binarised (`data.binarize='dynamic'`) or
+  dequantised (`data.dequantize='uniform'`) with noise from `key`: one key for
+  the whole batch, fresh every training step (inside the step).
+  """
   if data.dequantize == 'uniform':
     return dequantize(key, images)
   x = to_unit_interval(images, max_value=_info(data.dataset).max_value)
@@ -409,27 +427,22 @@ def prepare_train_images(key: jax.Array, images: jax.Array, *, data: ml_collecti
   return x
 
 
-# The evaluation split is binarised or dequantised once, example i with the
-# noise of seed (_EVAL_NOISE_SEED, i), so every evaluation of every model sees
-# the same data, however it is batched or sharded.
+# Evaluation data are binarised or dequantised with the noise of example i
+# drawn from fold_in(key(_EVAL_NOISE_SEED), i), so every evaluation of every
+# model sees the same data, however it is batched or sharded.
 _EVAL_NOISE_SEED = 1
 
 
-def prepare_eval_images(images: np.ndarray, indices: np.ndarray, *, data: ml_collections.ConfigDict) -> np.ndarray:
-  """Stored images `[B, H, W, C]` at split positions `indices [B]` to float32 in the likelihood's domain.
+def prepare_eval_images(
+  images: jax.typing.ArrayLike, indices: jax.typing.ArrayLike, *, data: _types.Config
+) -> jax.Array:
+  """`prepare_images` for examples at split positions `indices [B]`, with noise fixed per example.
 
-  The noise of binarisation or dequantisation is fixed per example (it
-  depends on its index only), on the host.
+  Example `i`'s noise depends on `i` alone (its own key, `fold_in` of a fixed
+  one), so it is the same in every batch, on every device and in every run.
   """
-  if data.dequantize == 'none' and data.binarize == 'none':
-    return (images * np.float32(1.0 / _info(data.dataset).max_value)).astype(np.float32)
-  if not len(indices):
-    return np.zeros(images.shape, np.float32)
-  noise = np.stack([np.random.default_rng([_EVAL_NOISE_SEED, int(i)]).random(images.shape[1:]) for i in indices])
-  if data.dequantize == 'uniform':
-    y = ((images + noise) / 256.0).astype(np.float32)
-    return np.minimum(y, np.nextafter(((images + 1.0) / 256.0).astype(np.float32), np.float32(0.0)))
-  return (noise < images / _info(data.dataset).max_value).astype(np.float32)
+  keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(jax.random.key(_EVAL_NOISE_SEED), jnp.asarray(indices))
+  return jax.vmap(lambda key, image: prepare_images(key, image[None], data=data)[0])(keys, jnp.asarray(images))
 
 
 # ----------------------------------------------------------------------------- pipelines
@@ -453,13 +466,14 @@ def train_batches(
   process_count: int = 1,
   in_memory: bool = False,
   num_threads: int = 1,
-) -> Iterator[Batch]:
+  features: Sequence[str] | None = None,
+) -> Iterator[_types.Batch]:
   """An endless grain iterator of training batches, batch `i` for step `i`.
 
   Each process reads only its shard (`shard_indices`). Each epoch is a fresh
   seeded permutation of the shard, cut into full batches; every process takes
   the same number of batches per epoch (those of the smallest shard), and the
-  examples left over sit out that epoch only. Batch `i` depends only on
+  examples left over sit out that epoch only. _types.Batch `i` depends only on
   `(seed, i, process_index, process_count)`, so an iterator whose state is
   restored (`get_state` / `set_state`, or `grain.checkpoint` with orbax)
   yields exactly what an uninterrupted one would have.
@@ -471,6 +485,8 @@ def train_batches(
     process_index, process_count: this process's shard.
     in_memory: read the whole shard into host memory first (small datasets).
     num_threads: batches read in parallel (tfds decoding releases the GIL).
+    features: the features to keep (e.g. `('image',)`); None keeps all. What
+      a model does not use is never copied to the devices.
 
   Returns:
     A grain `DatasetIterator` of `Batch`es with a leading axis of `batch_size`,
@@ -488,6 +504,8 @@ def train_batches(
       f'the batch size per process ({batch_size}) exceeds the {len(source) // process_count} training examples '
       'of a process; lower config.train.batch_size.'
     )
+  if features is not None:
+    source = _FeatureSource(source, tuple(features))
   if in_memory:
     source, shard = ArraySource(read_in_chunks(source, shard)), np.arange(len(shard))
 
@@ -495,7 +513,7 @@ def train_batches(
   def epoch_order(epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(shard)
 
-  def batch(step: int) -> Batch:
+  def batch(step: int) -> _types.Batch:
     # Whole batches of indices at once: grain's per-example shuffle costs
     # ~25 us an example, as long as a train step of the default model.
     epoch, position = divmod(step, batches_per_epoch)
@@ -508,15 +526,16 @@ def train_batches(
 
 @dataclasses.dataclass(frozen=True)
 class EvalBatches:
-  """This process's shard of an evaluation split, in order, as float32 batches in the likelihood's domain.
+  """This process's shard of an evaluation split, in order, as batches of stored images with their positions.
 
-  Iterable any number of times, as `x [B, H, W, C]` float32 arrays; `len()`
-  is the number of batches, and the last may be smaller. `items()` yields
-  each with its extras.
+  Iterable any number of times; `len()` is the number of batches, and the
+  last may be smaller. Each batch holds `'image'` (uint8, as stored),
+  `'index'` (int32 `[B]`, the examples' positions in the split, which fix
+  their preprocessing noise, see `prepare_eval_images`) and the source's
+  other features.
   """
 
   source: Source
-  data: ml_collections.ConfigDict
   batch_size: int
   indices: np.ndarray  # [N] split positions of this process's examples
   # Every process yields this many batches (the largest shard's count; a
@@ -526,39 +545,38 @@ class EvalBatches:
   def __len__(self) -> int:
     return self.num_batches
 
-  def __iter__(self) -> Iterator[np.ndarray]:
-    return (x for x, _ in self.items())
-
-  def items(self) -> Iterator[tuple[np.ndarray, Batch]]:
-    """`(x, extras)` per batch: `extras` holds the split positions (`'index'`) and any labels or factors."""
+  def __iter__(self) -> Iterator[_types.Batch]:
     for start in range(0, self.num_batches * self.batch_size, self.batch_size):
       indices = self.indices[start : start + self.batch_size]
       # An exhausted shard still yields (empty) batches with every feature,
       # so all processes pass the same structures to the sharded evaluation.
       batch = self.source.read(indices) if len(indices) else _empty_like(self.source.read(self.indices[:1]))
-      images = batch.pop('image')
-      yield prepare_eval_images(images, indices, data=self.data), {'index': indices, **batch}
+      yield {**batch, 'index': indices.astype(np.int32)}
 
 
-def _empty_like(batch: Batch) -> Batch:
+def _empty_like(batch: _types.Batch) -> _types.Batch:
   return {name: array[:0] for name, array in batch.items()}
 
 
 def eval_batches(
-  data: ml_collections.ConfigDict,
+  data: _types.Config,
   *,
   batch_size: int,
   split: str | None = None,
   num_examples: int = 0,
   process_index: int = 0,
   process_count: int = 1,
+  features: Sequence[str] | None = None,
 ) -> EvalBatches:
-  """The evaluation split (`config.data.eval_split` unless `split` is given), prepared with fixed noise.
+  """The evaluation split (`config.data.eval_split` unless `split` is given), in order.
 
-  `num_examples > 0` keeps only the split's first `num_examples` examples.
+  `num_examples > 0` keeps only the split's first `num_examples` examples;
+  `features` (None: all) the features kept besides `'index'`.
   """
   source = open_source(data, split or data.eval_split)
+  if features is not None:
+    source = _FeatureSource(source, tuple(features))
   total = min(len(source), num_examples) if num_examples else len(source)
   indices = shard_indices(total, process_index=process_index, process_count=process_count)
   largest_shard = -(-total // process_count)
-  return EvalBatches(source, data, batch_size, indices, num_batches=-(-largest_shard // batch_size))
+  return EvalBatches(source, batch_size, indices, num_batches=-(-largest_shard // batch_size))

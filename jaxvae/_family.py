@@ -1,24 +1,23 @@
 """The VAE family as training losses: `config.objective` turned into the loss of one train step.
 
 The estimators themselves are pure functions in `jaxvae._objectives` (each
-citing its paper); this module picks one by name, feeds it the terms of
+citing its paper); this module picks one by name and feeds it the terms of
 `jaxvae.elbo` (or of `jaxvae.iwae_bound`, or of a deterministic
-reconstruction), and builds the conditions of the conditional VAE.
+reconstruction). Member-specific fields of `config.objective` start with the
+member's name without `_vae` (`capacity_*`, `factor_*`, `dip_*`, `wae_mmd_*`);
+`beta` weighs beta-VAE's KL and beta-TCVAE's total correlation.
 """
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
-import ml_collections
-import numpy as np
 import optax
 
-from jaxvae import _bounds, _discriminator, _objectives
+from jaxvae import _bounds, _discriminator, _objectives, _types
 
 OBJECTIVES = (
   'vae',  # Kingma & Welling 2014
@@ -34,68 +33,12 @@ OBJECTIVES = (
 )
 # Objectives with a deterministic encoder: they define no likelihood bound.
 DETERMINISTIC = ('wae_mmd', 'autoencoder')
-CONDITIONS = ('none', 'label', 'inpaint', 'structure')
 
-Metrics = dict[str, jax.Array]
 Discriminator = Callable[[jax.Array], jax.Array]  # z [B, D] -> logits [B, 2]
-
-# The 14 ways to hide some but not all of an image's four quadrants (Sohn et
-# al. 2015 complete MNIST digits from one, two or three given quadrants).
-# NumPy, not jnp: a module-level jax array would start the XLA backend at
-# import, before a multi-process run can call jax.distributed.initialize().
-_QUADRANT_PATTERNS = np.array(
-  [bits for bits in itertools.product((0.0, 1.0), repeat=4) if 0 < sum(bits) < 4], np.float32
-).reshape(-1, 2, 2)  # [14, 2, 2], 1 = observed
-
-
-def inpainting_mask(key: jax.Array, batch_size: int, height: int, width: int) -> jax.Array:
-  """A random quadrant mask per example, `[B, H, W, 1]`: 1 where pixels are given, 0 where they are to be filled."""
-  choice = jax.random.randint(key, (batch_size,), 0, len(_QUADRANT_PATTERNS))
-  patterns = jnp.asarray(_QUADRANT_PATTERNS)[choice]  # [B, 2, 2]
-  rows = (jnp.arange(height) >= height // 2).astype(jnp.int32)  # which half each row is in
-  cols = (jnp.arange(width) >= width // 2).astype(jnp.int32)
-  return patterns[:, rows][:, :, cols][..., None]  # [B, H, W, 1]
-
-
-def structure_map(x: jax.Array) -> jax.Array:
-  """The edges of images `x [B, H, W, C]` in [0, 1]: Sobel gradient magnitude of their grey level, `[B, H, W, 1]`.
-
-  The shape of the image without its appearance: the condition a structure-
-  conditioned VAE renders with sampled appearance.
-  """
-  grey = jnp.mean(x, axis=-1, keepdims=True)  # [B, H, W, 1]
-  sobel = jnp.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
-  kernels = jnp.stack([sobel, sobel.T], axis=-1)[:, :, None, :]  # [3, 3, 1, 2] HWIO
-  gradients = jax.lax.conv_general_dilated(
-    grey, kernels.astype(grey.dtype), (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
-  )  # [B, H, W, 2]
-  # 4 is the largest Sobel response to a unit step, so edges of full contrast are 1.
-  return jnp.clip(jnp.sqrt(jnp.sum(jnp.square(gradients), axis=-1, keepdims=True) + 1e-12) / 4.0, 0.0, 1.0)
-
-
-def make_condition(
-  kind: str, x: jax.Array, extras: dict[str, jax.Array], key: jax.Array, *, num_classes: int
-) -> jax.Array | None:
-  """The condition of a conditional VAE for the batch `x [B, H, W, C]`, or None for `kind='none'`.
-
-  `'label'`: the one-hot class `[B, num_classes]`; `'inpaint'`: the image
-  with random quadrants hidden, beside its mask, `[B, H, W, C + 1]`;
-  `'structure'`: the image's edges, `[B, H, W, 1]`.
-  """
-  if kind == 'none':
-    return None
-  if kind == 'label':
-    return jax.nn.one_hot(extras['label'], num_classes, dtype=x.dtype)
-  if kind == 'inpaint':
-    mask = inpainting_mask(key, *x.shape[:3]).astype(x.dtype)
-    return jnp.concatenate([x * mask, mask], axis=-1)
-  if kind == 'structure':
-    return structure_map(x)
-  raise ValueError(f'unknown condition {kind!r}; choose one of {CONDITIONS}.')
 
 
 def family_loss(
-  objective: ml_collections.ConfigDict,
+  objective: _types.Config,
   x: jax.Array,
   *,
   encoder: _bounds.Encoder,
@@ -106,7 +49,7 @@ def family_loss(
   num_samples: int,
   dataset_size: int,
   discriminator: Discriminator | None = None,
-) -> tuple[jax.Array, Metrics, jax.Array]:
+) -> tuple[jax.Array, _types.Metrics, jax.Array]:
   """The loss of `objective.name` on the batch `x`, in nats per example (mean over the batch).
 
   Args:
@@ -132,14 +75,14 @@ def family_loss(
     if name == 'wae_mmd':
       # Tolstikhin et al. 2018, Algorithm 2: reconstruction cost + lambda MMD(q(z), p(z)).
       mmd = _objectives.mmd_imq(loc, jax.random.normal(key, loc.shape, loc.dtype))
-      loss = loss + objective.mmd_weight * mmd
+      loss = loss + objective.wae_mmd_weight * mmd
       metrics['train_mmd'] = mmd
     return loss, metrics, loc
   if name == 'iwae':
-    bound = _bounds.iwae_bound(
-      x, encoder=encoder, decoder=decoder, log_likelihood=log_likelihood, key=key, num_samples=num_samples
-    )
-    loc, _ = encoder(x)
+    x, loc, log_var = _bounds.encode_checked(x, encoder)
+    bound = _bounds.iwae_bounds_given_posterior(
+      x, loc, log_var, decoder=decoder, log_likelihood=log_likelihood, key=key, num_samples=(num_samples,)
+    )[num_samples]
     return -jnp.mean(bound), {'train_iwae': jnp.mean(bound)}, loc
 
   out = _bounds.elbo(
@@ -180,19 +123,19 @@ def family_loss(
   elif name == 'factor_vae':
     # Kim & Mnih 2018, eq. 2: the ELBO minus gamma times the discriminator's TC estimate.
     total_correlation = _objectives.factor_vae_total_correlation(discriminator(z))  # [B]
-    objective_value = out.elbo - objective.factor_vae_gamma * total_correlation
+    objective_value = out.elbo - objective.factor_gamma * total_correlation
     metrics['train_total_correlation'] = jnp.mean(total_correlation)
   else:
     raise ValueError(f'unknown objective {name!r}; choose one of {OBJECTIVES}.')
   return -jnp.mean(objective_value), metrics, z
 
 
-def make_discriminator(objective: ml_collections.ConfigDict) -> tuple[_discriminator.FactorVAEDiscriminator, Any]:
+def make_discriminator(objective: _types.Config) -> tuple[_discriminator.FactorVAEDiscriminator, Any]:
   """FactorVAE's discriminator and its own optimiser (Adam, beta1 0.5, beta2 0.9 in Kim & Mnih 2018)."""
   module = _discriminator.FactorVAEDiscriminator(
-    hidden_size=objective.discriminator_hidden_size, num_hidden_layers=objective.discriminator_layers
+    hidden_size=objective.factor_discriminator_hidden_size, num_hidden_layers=objective.factor_discriminator_layers
   )
-  tx = optax.adam(objective.discriminator_learning_rate, b1=0.5, b2=0.9)
+  tx = optax.adam(objective.factor_discriminator_learning_rate, b1=0.5, b2=0.9)
   return module, tx
 
 
@@ -202,7 +145,7 @@ def discriminator_step(
   state: dict[str, Any],
   z: jax.Array,
   key: jax.Array,
-) -> tuple[dict[str, Any], Metrics]:
+) -> tuple[dict[str, Any], _types.Metrics]:
   """One update of the discriminator on `z [B, D]` (class 0) against `z` permuted per dimension (class 1).
 
   The permuted samples come from the same batch (as in disentanglement_lib);

@@ -238,7 +238,8 @@ class VAE(nn.Module):
   decoder: nn.Module
   condition_net: nn.Module | None = None
 
-  def _context(self, condition: jax.Array | None) -> jax.Array | None:
+  def context(self, condition: jax.Array | None) -> jax.Array | None:
+    """The condition's context vector `[B, E]` that the encoder and decoder take; None without a condition."""
     if (condition is None) != (self.condition_net is None):
       raise ValueError(
         'a conditional VAE needs a condition and an unconditional one takes none; got '
@@ -248,10 +249,18 @@ class VAE(nn.Module):
     return None if condition is None else self.condition_net(condition)
 
   def encode(self, x: jax.Array, condition: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
-    return self.encoder(x, self._context(condition))
+    return self.encoder(x, self.context(condition))
 
   def decode(self, z: jax.Array, condition: jax.Array | None = None) -> Any:
-    return self.decoder(z, self._context(condition))
+    return self.decoder(z, self.context(condition))
+
+  def encode_in_context(self, x: jax.Array, context: jax.Array | None) -> tuple[jax.Array, jax.Array]:
+    """`encode` given the condition's context vector from `context` (computed once for many calls)."""
+    return self.encoder(x, context)
+
+  def decode_in_context(self, z: jax.Array, context: jax.Array | None) -> Any:
+    """`decode` given the condition's context vector from `context`."""
+    return self.decoder(z, context)
 
   def __call__(self, x: jax.Array, condition: jax.Array | None = None) -> Any:
     """Decodes the posterior means of `x`: used to initialise every parameter."""
@@ -344,14 +353,16 @@ def bind_vae(
   """The `(encoder, decoder)` callables of `vae` closed over `params`, ready for `jaxvae.elbo`.
 
   For a conditional VAE, `condition` `[B, ...]` is the batch's condition:
-  the callables then take batches of `B` examples or latents.
+  the callables then take batches of `B` examples or latents. Its context
+  vector is computed once here, not on every call (IWAE decodes many chunks).
   """
   variables = {'params': params}
+  context = vae.apply(variables, condition, method=VAE.context)
 
   def encoder(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return vae.apply(variables, x, condition, method=VAE.encode)
+    return vae.apply(variables, x, context, method=VAE.encode_in_context)
 
   def decoder(z: jax.Array) -> Any:
-    return vae.apply(variables, z, condition, method=VAE.decode)
+    return vae.apply(variables, z, context, method=VAE.decode_in_context)
 
   return encoder, decoder

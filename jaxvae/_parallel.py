@@ -9,7 +9,7 @@ Each process feeds only its own rows of the global batch.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -57,36 +57,29 @@ def local_copy(tree: Any) -> Any:
   return jax.tree.map(lambda array: np.asarray(array.addressable_data(0)), tree)
 
 
-def define_distributed_flags() -> Callable[[], None]:
-  """Defines the multi-process flags of `train.py` and `eval.py`; returns the function that acts on them.
+def join_processes(
+  *, multihost: bool, coordinator_address: str | None, num_processes: int | None, process_id: int | None
+) -> None:
+  """Joins a multi-process run, as `train.py` and `eval.py`'s flags describe it; with none set, runs alone.
 
-  `--multihost` joins a run whose processes JAX detects itself (TPU VM pods,
-  SLURM, Open MPI); `--coordinator_address`, `--num_processes` and
-  `--process_id` name them explicitly (e.g. several GPU hosts, or CPU
-  processes on one machine). Neither: one process.
+  `multihost` joins a run whose processes JAX detects itself (TPU VM pods,
+  SLURM, Open MPI); `coordinator_address`, `num_processes` and `process_id`
+  name them explicitly (e.g. several GPU hosts, or CPU processes on one
+  machine), and go together.
+
+  Raises:
+    ValueError: if some but not all of the explicit coordinates are given.
   """
-  from absl import flags  # pylint: disable=import-outside-toplevel
-
-  multihost = flags.DEFINE_bool('multihost', False, 'Join a multi-process run that JAX detects (TPU pods, SLURM).')
-  coordinator = flags.DEFINE_string('coordinator_address', None, 'host:port of process 0, for a multi-process run.')
-  num_processes = flags.DEFINE_integer('num_processes', None, 'Number of processes of a multi-process run.')
-  process_id = flags.DEFINE_integer('process_id', None, "This process's index in a multi-process run.")
-
-  def initialize() -> None:
-    explicit = (coordinator.value, num_processes.value, process_id.value)
-    if any(value is not None for value in explicit):
-      if any(value is None for value in explicit):
-        raise ValueError(
-          'a multi-process run needs all of --coordinator_address, --num_processes and --process_id; got '
-          f'{coordinator.value!r}, {num_processes.value!r}, {process_id.value!r}.'
-        )
-      initialize_distributed(
-        coordinator_address=coordinator.value, num_processes=num_processes.value, process_id=process_id.value
+  explicit = (coordinator_address, num_processes, process_id)
+  if any(value is not None for value in explicit):
+    if any(value is None for value in explicit):
+      raise ValueError(
+        'a multi-process run needs all of --coordinator_address, --num_processes and --process_id; got '
+        f'{coordinator_address!r}, {num_processes!r}, {process_id!r}.'
       )
-    elif multihost.value:
-      initialize_distributed()
-
-  return initialize
+    initialize_distributed(coordinator_address=coordinator_address, num_processes=num_processes, process_id=process_id)
+  elif multihost:
+    initialize_distributed()
 
 
 def initialize_distributed(**coordinates: Any) -> None:

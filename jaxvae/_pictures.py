@@ -1,14 +1,16 @@
-"""The pictures people look at: traversals, latent manifolds, latent scatter plots, training curves, completions.
+"""Every picture of a run: image grids, samples, reconstructions, traversals, manifolds, plots, completions.
 
 Each function returns a uint8 picture `[H, W, C]`; `write_pictures` draws all
-that apply to a trained model and saves them as PNG files and TensorBoard
-images. Decoders return likelihood parameters, so pictures show the mean of
-p(x|z) (`jaxvae._models.mean_image`).
+that apply to a trained model after evaluation, `sample_and_reconstruction_grids`
+the two grids of the end of training, and `save_png` writes any of them.
+Decoders return likelihood parameters, so pictures show the mean of p(x|z)
+(`jaxvae._models.mean_image`).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import pathlib
 from collections.abc import Callable
 from typing import Any
@@ -16,10 +18,44 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
-from jaxvae import _images, _models
+from jaxvae import _models, _types
 
 MANIFOLD_LIMIT = 5.0  # manifolds of 1-D and 2-D latents span [-5, 5] per axis
+
+
+def image_grid(images: np.ndarray, *, columns: int, padding: int = 1) -> np.ndarray:
+  """Tiles images into one picture, row by row.
+
+  Args:
+    images: `[N, H, W, C]` floats in [0, 1] (C = 1 or 3).
+    columns: images per row; the last row is padded with blank tiles.
+    padding: pixels of background between tiles.
+
+  Returns:
+    `[rows * (H + padding) + padding, columns * (W + padding) + padding, C]` uint8.
+  """
+  images = np.asarray(images, dtype=np.float32)
+  if images.ndim != 4 or images.shape[-1] not in (1, 3):
+    raise ValueError(f'`images` must be [N, H, W, C] with C = 1 or 3; got shape {images.shape}.')
+  num, height, width, channels = images.shape
+  rows = math.ceil(num / columns)
+  grid = np.full(
+    (rows * (height + padding) + padding, columns * (width + padding) + padding, channels), 0.5, np.float32
+  )
+  for i, image in enumerate(images):
+    top = padding + (i // columns) * (height + padding)
+    left = padding + (i % columns) * (width + padding)
+    grid[top : top + height, left : left + width] = image
+  return np.round(np.clip(grid, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+def save_png(path: str | pathlib.Path, grid: np.ndarray, *, scale: int = 2) -> None:
+  """Writes a uint8 `[H, W, C]` picture as PNG, enlarged `scale` times with nearest-neighbour pixels."""
+  picture = Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid)
+  picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+  picture.save(path)
 
 
 def latent_traversal(
@@ -31,7 +67,7 @@ def latent_traversal(
   z = jnp.tile(loc, (latent_dim, steps, 1))  # [D, steps, D]
   z = z.at[jnp.arange(latent_dim), :, jnp.arange(latent_dim)].set(values)
   images = mean_decoder(z.reshape(latent_dim * steps, latent_dim))
-  return _images.image_grid(np.asarray(images), columns=steps)
+  return image_grid(np.asarray(images), columns=steps)
 
 
 def latent_manifold(
@@ -46,10 +82,10 @@ def latent_manifold(
   """
   values = jnp.linspace(-limit, limit, steps)
   if latent_dim == 1:
-    return _images.image_grid(np.asarray(mean_decoder(values[:, None])), columns=steps)
+    return image_grid(np.asarray(mean_decoder(values[:, None])), columns=steps)
   if latent_dim == 2:
     z1, z2 = jnp.meshgrid(values, values[::-1])
-    return _images.image_grid(np.asarray(mean_decoder(jnp.stack([z1.ravel(), z2.ravel()], -1))), columns=steps)
+    return image_grid(np.asarray(mean_decoder(jnp.stack([z1.ravel(), z2.ravel()], -1))), columns=steps)
   raise ValueError(f'a latent manifold is drawn for 1-D or 2-D latents only; this model has {latent_dim}.')
 
 
@@ -112,15 +148,51 @@ def completions(x: np.ndarray, mask: np.ndarray, generated: np.ndarray) -> np.nd
   masked = x * mask + 0.5 * (1 - mask)  # hidden pixels shown grey
   filled = mask[None] * x[None] + (1 - mask[None]) * generated  # [S, N, H, W, C]
   rows = np.concatenate([masked[:, None], np.moveaxis(filled, 0, 1)], axis=1)  # [N, 1 + S, H, W, C]
-  return _images.image_grid(rows.reshape(-1, *x.shape[1:]), columns=rows.shape[1])
+  return image_grid(rows.reshape(-1, *x.shape[1:]), columns=rows.shape[1])
+
+
+def sample_and_reconstruction_grids(
+  *,
+  vae: _models.VAE,
+  params: _types.Params,
+  likelihood: str,
+  inputs: jax.Array,
+  condition: jax.Array | None,
+  key: jax.Array,
+  columns: int,
+) -> dict[str, np.ndarray]:
+  """The grids of the end of training: `'samples'` and `'reconstructions'`.
+
+  Args:
+    vae: the model; `params` its (process-local) parameters; `likelihood` its decoder's.
+    inputs: test inputs `[N, H, W, C]` in the likelihood's domain.
+    condition: their conditions for a conditional model (whose samples then
+      take them), else None.
+    key: PRNG key of the prior samples.
+    columns: images per row.
+
+  Returns:
+    Decoder means of N prior samples, and the first N/2 inputs each followed
+    by its reconstruction (the decoder mean at the posterior mean).
+  """
+  encoder, decoder = _models.bind_vae(vae, params, condition)
+  loc, _ = encoder(inputs)  # [N, D]
+  samples = _models.mean_image(likelihood, decoder(jax.random.normal(key, loc.shape)))
+  reconstructions = np.asarray(_models.mean_image(likelihood, decoder(loc)))
+  half = len(inputs) // 2
+  pairs = np.stack([np.asarray(inputs[:half]), reconstructions[:half]], axis=1).reshape(-1, *inputs.shape[1:])
+  return {
+    'samples': image_grid(np.asarray(samples), columns=columns),
+    'reconstructions': image_grid(pairs, columns=columns),
+  }
 
 
 def write_pictures(
   workdir: pathlib.Path,
   *,
-  config: Any,
+  config: _types.Config,
   vae: _models.VAE,
-  params: Any,
+  params: _types.Params,
   inputs: jax.Array,
   labels: np.ndarray | None,
   condition: jax.Array | None,
@@ -140,7 +212,7 @@ def write_pictures(
     loc: posterior means `[M, D]` of the evaluation examples at hand: the
       first is traversed, and a 2-D latent space's are all scattered
       (`eval.py` passes process 0's share).
-    writer: a `MetricWriter`.
+    writer: a `LogWriter`.
     step: the checkpoint's step.
   """
   latent_dim = config.model.latent_dim
@@ -168,7 +240,7 @@ def write_pictures(
       pictures['completions'] = completions(np.asarray(inputs[:shown]), mask, generated)
     else:
       grid = np.moveaxis(generated, 0, 1).reshape(-1, *generated.shape[2:])
-      pictures['conditional_samples'] = _images.image_grid(grid, columns=rows)
+      pictures['conditional_samples'] = image_grid(grid, columns=rows)
   if latent_dim == 2:
     pictures['latent_scatter'] = latent_scatter(loc, labels)
   if (workdir / 'metrics.jsonl').is_file():
@@ -179,7 +251,7 @@ def write_pictures(
   paths = []
   for name, picture in pictures.items():
     path = out_dir / f'{name}.png'
-    _images.save_png(path, picture, scale=1 if name in ('latent_scatter', 'training_curves') else 2)
+    save_png(path, picture, scale=1 if name in ('latent_scatter', 'training_curves') else 2)
     writer.write_image(step, name, picture)
     paths.append(path)
   return paths

@@ -5,6 +5,7 @@ import pytest
 from conftest import load_config
 
 import jaxvae
+from jaxvae import _run
 
 
 @pytest.mark.parametrize(
@@ -21,6 +22,15 @@ import jaxvae
     ('celeba', '64,gaussian,smoke'),
     ('dsprites', ''),
     ('dsprites', 'smoke'),
+    ('dsprites_betavae', ''),
+    ('dsprites_betatcvae', ''),
+    ('dsprites_capacity', ''),
+    ('dsprites_dipvae', 'ii'),
+    ('dsprites_factorvae', ''),
+    ('mnist_autoencoder', ''),
+    ('mnist_cvae', 'structure'),
+    ('mnist_iwae', ''),
+    ('mnist_wae', 'smoke'),
   ],
 )
 def test_shipped_configs_are_valid(name, variant):
@@ -28,10 +38,8 @@ def test_shipped_configs_are_valid(name, variant):
 
 
 def test_iwae_schedule():
-  from jaxvae import _train
-
   config = load_config('mnist')
-  schedule = _train.learning_rate_schedule(config)
+  schedule = _run.learning_rate_schedule(config)
   steps_per_epoch = 60_000 // 20
   assert config.train.num_train_steps == 3280 * steps_per_epoch
   # Stage i (3^i epochs) runs at 1e-3 * 10^(-i/7); stages end after 1, 4, 13, 40, ... epochs.
@@ -40,8 +48,10 @@ def test_iwae_schedule():
 
 
 def test_unknown_variant():
-  with pytest.raises(ValueError, match="unknown variant 'tiny' of configs/default.py"):
+  with pytest.raises(ValueError, match="unknown variant 'tiny' of configs/default.py; use 'smoke'"):
     load_config('default', 'tiny')
+  with pytest.raises(ValueError, match="unknown variant '32' of configs/celeba.py; use '64', 'gaussian', 'smoke'"):
+    load_config('celeba', '64,32')
 
 
 @pytest.mark.parametrize(

@@ -56,15 +56,19 @@ def test_to_unit_interval_scales_by_the_stored_maximum():
   np.testing.assert_array_equal(_data.to_unit_interval(np.array([0, 1], np.uint8), max_value=1), [0.0, 1.0])
 
 
+def _prepared(data, **batching):
+  """The evaluation split's images in the likelihood's domain, batch by batch as the bounds function sees them."""
+  batches = _data.eval_batches(data, **batching)
+  return np.concatenate([_data.prepare_eval_images(b['image'], b['index'], data=data) for b in batches])
+
+
 @pytest.mark.parametrize('preprocessing', [{'binarize': 'dynamic'}, {'binarize': 'none', 'dequantize': 'uniform'}])
 def test_eval_noise_is_fixed_per_example_whatever_the_batching(preprocessing):
   data = _data_config(**preprocessing)
-  whole = np.concatenate(list(_data.eval_batches(data, batch_size=1000)))
+  whole = _prepared(data, batch_size=1000)
   assert whole.shape == (1000, 28, 28, 1) and whole.dtype == np.float32
-  np.testing.assert_array_equal(np.concatenate(list(_data.eval_batches(data, batch_size=64))), whole)
-  shards = [
-    np.concatenate(list(_data.eval_batches(data, batch_size=64, process_index=i, process_count=2))) for i in (0, 1)
-  ]
+  np.testing.assert_array_equal(_prepared(data, batch_size=64), whole)
+  shards = [_prepared(data, batch_size=64, process_index=i, process_count=2) for i in (0, 1)]
   np.testing.assert_array_equal(shards[0], whole[0::2])
   np.testing.assert_array_equal(shards[1], whole[1::2])
   images = _data.load_mnist_5k()['test'].arrays['image'].astype(np.float64)
@@ -78,10 +82,11 @@ def test_eval_noise_is_fixed_per_example_whatever_the_batching(preprocessing):
 def test_eval_batches_carry_labels_and_indices():
   batches = _data.eval_batches(_data_config(), batch_size=300)
   assert len(batches) == 4
-  items = list(batches.items())
-  assert [len(x) for x, _ in items] == [300, 300, 300, 100]
-  np.testing.assert_array_equal(items[1][1]['index'], np.arange(300, 600))
-  np.testing.assert_array_equal(items[1][1]['label'], _data.load_mnist_5k()['test'].arrays['label'][300:600])
+  items = list(batches)
+  assert [len(batch['image']) for batch in items] == [300, 300, 300, 100]
+  assert items[0]['image'].dtype == np.uint8  # as stored: preprocessed on the devices
+  np.testing.assert_array_equal(items[1]['index'], np.arange(300, 600))
+  np.testing.assert_array_equal(items[1]['label'], _data.load_mnist_5k()['test'].arrays['label'][300:600])
 
 
 def _source(n):
@@ -132,9 +137,10 @@ def test_dsprites_source_and_test_split():
   np.testing.assert_array_equal(batch['factors'], _dsprites.factors_from_index(np.array([0, 1, 737_279])))
   test = _data.open_source(data, 'test')
   assert len(test) == 10_000
-  x, extras = next(_data.eval_batches(data, batch_size=16).items())
-  assert x.dtype == np.float32 and set(np.unique(x).tolist()) <= {0.0, 1.0} and extras['factors'].shape == (16, 5)
-  assert len(set(_dsprites.index_from_factors(extras['factors']).tolist())) == 16
+  batch = next(iter(_data.eval_batches(data, batch_size=16)))
+  x = _data.prepare_eval_images(batch['image'], batch['index'], data=data)
+  assert x.dtype == np.float32 and set(np.unique(x).tolist()) <= {0.0, 1.0} and batch['factors'].shape == (16, 5)
+  assert len(set(_dsprites.index_from_factors(batch['factors']).tolist())) == 16
 
 
 def test_unknown_dataset_and_split():
@@ -159,9 +165,9 @@ def test_every_process_gets_the_same_batches_and_features():
   # 1,000 examples over 3 processes in batches of 111: shards of 334 / 333 / 333 make 4 batches each; the
   # shorter shards end with an empty batch that still carries every feature.
   shards = [_data.eval_batches(_data_config(), batch_size=111, process_index=p, process_count=3) for p in range(3)]
-  items = [list(shard.items()) for shard in shards]
+  items = [list(shard) for shard in shards]
   assert [len(shard) for shard in shards] == [4, 4, 4] and [len(i) for i in items] == [4, 4, 4]
   for batches in zip(*items, strict=True):
-    assert len({tuple(sorted(extras)) for _, extras in batches}) == 1
-  last_x, last_extras = items[1][-1]
-  assert last_x.shape == (0, 28, 28, 1) and last_extras['label'].shape == (0,)
+    assert len({tuple(sorted(batch)) for batch in batches}) == 1
+  last = items[1][-1]
+  assert last['image'].shape == (0, 28, 28, 1) and last['label'].shape == (0,) and last['index'].shape == (0,)

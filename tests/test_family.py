@@ -8,7 +8,7 @@ import pytest
 from conftest import load_config
 
 import jaxvae
-from jaxvae import _family, _models, _parallel, _train
+from jaxvae import _conditions, _family, _models, _parallel, _run, _train
 
 # The dSprites members compile a 64x64 conv net (~30 s each on 2 cores): they run with `-m slow`; CI
 # runs every objective's step below, FactorVAE end to end, and the MNIST members end to end.
@@ -20,25 +20,31 @@ _FAMILY = (
   'mnist_wae',
   'mnist_autoencoder',
   'mnist_iwae',
-  'mnist_cvae_label',
-  'mnist_cvae_inpaint',
-  'mnist_cvae_structure',
+  'mnist_cvae:label',
+  'mnist_cvae:inpaint',
+  'mnist_cvae:structure',
 )
 
 
 @pytest.mark.parametrize('name', _FAMILY)
 def test_each_objective_trains_and_evaluates(name, tmp_path):
-  config = load_config(name, 'smoke')
+  config = _load_variant(name, 'smoke') if ':' in name else load_config(name, 'smoke')
   state = jaxvae.train_and_evaluate(config, tmp_path)
   assert int(state.step) == config.train.num_train_steps
-  summary = jaxvae.evaluate(tmp_path, metrics=())  # tests/test_train.py covers the metrics on dSprites
-  assert summary['num_examples'] == (config.eval.num_examples or 1000)  # dSprites smoke runs evaluate 200
+  bounds = jaxvae.evaluate(tmp_path, metrics=()).bounds  # tests/test_train.py covers the metrics on dSprites
+  assert bounds.num_examples == config.eval.num_examples
   if config.objective.condition != 'none':
     assert any((tmp_path / 'pictures' / name).is_file() for name in ('completions.png', 'conditional_samples.png'))
   if config.objective.name in _family.DETERMINISTIC:
-    assert 'elbo_nats' not in summary and np.isfinite(summary['reconstruction_nats'])
+    assert bounds.elbo is None and np.isfinite(bounds.reconstruction.mean)
   else:
-    assert np.isfinite(summary['iwae_nats']) and summary['elbo_nats'] <= summary['iwae_nats'] + 5
+    assert np.isfinite(bounds.iwae[4].mean) and bounds.elbo.mean <= bounds.iwae[4].mean + 5
+
+
+def _load_variant(name, *variants):
+  """`configs/NAME.py:VARIANT` given as `'NAME:VARIANT'`, with more variants appended."""
+  config_name, variant = name.split(':')
+  return load_config(config_name, ','.join([variant, *variants]))
 
 
 @pytest.mark.parametrize('objective', _family.OBJECTIVES)
@@ -47,13 +53,12 @@ def test_every_objective_trains_a_few_steps(smoke_config, objective):
   config.objective.name = objective
   config.objective.condition = 'inpaint' if objective == 'cvae' else 'none'
   config.objective.capacity_steps = 2
-  config.objective.discriminator_hidden_size, config.objective.discriminator_layers = 16, 2
+  config.objective.factor_discriminator_hidden_size, config.objective.factor_discriminator_layers = 16, 2
   config.train.num_samples = 3 if objective == 'iwae' else 1
-  jaxvae.validate_config(config)
-  mesh = _parallel.make_mesh(jax.devices()[:1])
-  vae, tx = _train.make_vae(config), _train.make_optimizer(config)
-  state = _train.init_state(config, vae, tx, mesh=mesh)
-  step = _train.make_train_step(config, vae, tx, mesh=mesh)
+  config.model.hidden_sizes = (32,)  # wide enough that three steps lower every loss
+  run = _run.Run(config, mesh=_parallel.make_mesh(jax.devices()[:1]))
+  state = run.init_state()
+  step = _train.make_train_step(run)
   images = np.random.default_rng(0).integers(0, 256, (8, 28, 28, 1), np.uint8)
   batch = {'image': images, 'label': np.arange(8, dtype=np.int32)}
   losses, capacities = [], []
@@ -74,8 +79,8 @@ def test_factor_vae_trains_evaluates_and_resumes_with_its_discriminator(tmp_path
   config = load_config('dsprites_factorvae', 'smoke')
   config.eval.num_examples = 50
   straight = jaxvae.train_and_evaluate(config, tmp_path / 'straight')
-  summary = jaxvae.evaluate(tmp_path / 'straight', metrics=(), pictures=False)
-  assert summary['num_examples'] == 50 and np.isfinite(summary['iwae_nats'])
+  bounds = jaxvae.evaluate(tmp_path / 'straight', metrics=(), pictures=False).bounds
+  assert bounds.num_examples == 50 and np.isfinite(bounds.iwae[4].mean)
   config.train.num_train_steps = 3
   jaxvae.train_and_evaluate(config, tmp_path / 'resumed')
   config.train.num_train_steps = 6
@@ -88,16 +93,16 @@ def test_factor_vae_trains_evaluates_and_resumes_with_its_discriminator(tmp_path
   assert kernel.shape == (4, 16)  # latent_dim x hidden_size of the smoke discriminator
 
 
-def _trained_cvae(condition):
-  config = load_config(f'mnist_cvae_{condition}', 'smoke')
-  vae, tx = _train.make_vae(config), _train.make_optimizer(config)
-  return config, vae, _parallel.local_copy(_train.init_state(config, vae, tx).params)
+def _initial_cvae(condition):
+  run = _run.Run(load_config('mnist_cvae', f'{condition},smoke'))
+  return run, _parallel.local_copy(run.init_state().params)
 
 
 def test_inpainting_keeps_the_given_pixels_and_completions_differ():
-  config, vae, params = _trained_cvae('inpaint')
+  run, params = _initial_cvae('inpaint')
+  config, vae = run.config, run.vae
   x = jnp.asarray(np.random.default_rng(0).random((4, 28, 28, 1)) > 0.5, jnp.float32)
-  condition = _train.condition_fn(config)(x, {}, jax.random.key(1))  # [4, 28, 28, 2]: masked image, mask
+  condition = run.condition(x, {}, jax.random.key(1))  # [4, 28, 28, 2]: masked image, mask
   mask = condition[..., 1:]
   assert set(np.unique(mask).tolist()) == {0.0, 1.0}
   assert np.all(mask.reshape(4, -1).min(1) == 0) and np.all(mask.reshape(4, -1).max(1) == 1)  # some, not all
@@ -113,18 +118,18 @@ def test_inpainting_keeps_the_given_pixels_and_completions_differ():
 
 @pytest.mark.parametrize('condition', ['label', 'structure'])
 def test_conditional_samples_vary_with_z_for_one_condition(condition):
-  config, vae, params = _trained_cvae(condition)
+  run, params = _initial_cvae(condition)
   x = jnp.ones((1, 28, 28, 1)).at[:, 10:18, 10:18].set(0.0)
-  one = _train.condition_fn(config)(x, {'label': jnp.array([3])}, jax.random.key(0))
+  one = run.condition(x, {'label': jnp.array([3])}, jax.random.key(0))
   conditions = jnp.repeat(one, 2, axis=0)
-  _, decoder = _models.bind_vae(vae, params, conditions)
-  samples = decoder(jax.random.normal(jax.random.key(1), (2, config.model.latent_dim)))
+  _, decoder = _models.bind_vae(run.vae, params, conditions)
+  samples = decoder(jax.random.normal(jax.random.key(1), (2, run.config.model.latent_dim)))
   assert not np.allclose(samples[0], samples[1])
 
 
 def test_structure_map_finds_edges():
   x = jnp.zeros((1, 8, 8, 1)).at[:, :, 4:].set(1.0)  # a vertical step between columns 3 and 4
-  edges = _family.structure_map(x)[0, ..., 0]
+  edges = _conditions.structure_map(x)[0, ..., 0]
   np.testing.assert_allclose(edges[2:6, 3:5], 1.0, atol=1e-5)
   np.testing.assert_allclose(edges[:, :2], 0.0, atol=1e-5)
 
@@ -135,11 +140,11 @@ def test_structure_map_finds_edges():
     ('mnist_wae', 'train.num_samples', 5, r"the 'wae_mmd' objective has a deterministic encoder.*importance weighting"),
     ('mnist_iwae', 'train.num_samples', 1, r"the 'iwae' objective needs config.train.num_samples = K >= 2"),
     ('dsprites_betavae', 'objective.condition', 'label', r"a condition goes with objective 'cvae'"),
-    ('mnist_cvae_label', 'objective.condition', 'none', r"a condition goes with objective 'cvae'"),
+    ('mnist_cvae:label', 'objective.condition', 'none', r"a condition goes with objective 'cvae'"),
   ],
 )
 def test_incompatible_combinations(name, field, value, message):
-  config = load_config(name)
+  config = _load_variant(name) if ':' in name else load_config(name)
   section, key = field.split('.')
   config[section][key] = value
   with pytest.raises(ValueError, match=message):
@@ -147,7 +152,7 @@ def test_incompatible_combinations(name, field, value, message):
 
 
 def test_label_condition_needs_labels():
-  config = load_config('mnist_cvae_label')
+  config = load_config('mnist_cvae', 'label')
   config.data.dataset, config.data.binarize = 'dsprites', 'none'
   config.model.architecture = 'conv'
   with pytest.raises(ValueError, match="condition='label' needs a labelled dataset; 'dsprites' has no labels"):

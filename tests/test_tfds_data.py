@@ -7,7 +7,7 @@ from conftest import load_config
 from PIL import Image
 
 import jaxvae
-from jaxvae import _data, _evaluate
+from jaxvae import _data, _run
 
 _NUM_EXAMPLES = 12
 
@@ -50,7 +50,8 @@ def test_binarized_mnist_is_read_as_binary(mock_tfds):
   assert batch['image'].shape == (4, 28, 28, 1) and set(batch) == {'image'}
   # Pixels are stored as 0/1, so they are scaled by 1, not 1/255 (the mock
   # draws any byte, which shows the scale).
-  x = next(iter(_data.eval_batches(data, batch_size=5)))
+  batch = next(iter(_data.eval_batches(data, batch_size=5)))
+  x = _data.prepare_eval_images(batch['image'], batch['index'], data=data)
   np.testing.assert_array_equal(x[0], _raw('binarized_mnist', 'validation', 0)['image'].astype(np.float32))
 
 
@@ -101,7 +102,8 @@ def test_training_and_evaluation_on_mocked_tfds(mock_tfds, tmp_path, name, varia
   state = jaxvae.train_and_evaluate(config, tmp_path)
   assert int(state.step) == config.train.num_train_steps
   assert (tmp_path / 'samples.png').is_file()
-  summary = jaxvae.evaluate(tmp_path)
-  assert summary['num_examples'] == _NUM_EXAMPLES and np.isfinite(summary['nll_bpd'])
-  batches, dims = _evaluate.test_batches(config)
-  assert dims == num_dims and len(batches) == 1  # 12 mocked examples, batches of 50
+  bounds = jaxvae.evaluate(tmp_path).bounds
+  assert bounds.num_examples == _NUM_EXAMPLES and np.isfinite(bounds.bits_per_dim(bounds.iwae[4]).mean)
+  assert (
+    bounds.bits_per_dim_dims == num_dims and len(_run.Run(config).eval_batches()) == 1
+  )  # 12 examples, batches of 50

@@ -1,6 +1,9 @@
 """Training and evaluation end to end on the tiny smoke config: outputs, resume, and errors."""
 
+import collections
 import json
+import logging
+import re
 import subprocess
 import sys
 
@@ -11,6 +14,7 @@ import pytest
 from conftest import ROOT, load_config
 
 import jaxvae
+from jaxvae import _run, _train
 
 
 def _params(state):
@@ -21,7 +25,7 @@ def test_resume_reproduces_an_uninterrupted_run(smoke_config, tmp_path):
   straight = jaxvae.train_and_evaluate(smoke_config, tmp_path / 'straight')
 
   interrupted = smoke_config.copy_and_resolve_references()
-  interrupted.train.num_train_steps = 10  # stops at the first checkpoint ...
+  interrupted.train.num_train_steps = 3  # stops at the first checkpoint ...
   jaxvae.train_and_evaluate(interrupted, tmp_path / 'resumed')
   resumed = jaxvae.train_and_evaluate(smoke_config, tmp_path / 'resumed')  # ... and picks up there
 
@@ -38,25 +42,56 @@ def test_resume_reproduces_an_uninterrupted_run(smoke_config, tmp_path):
   stored = json.loads((workdir / 'config.json').read_text())
   assert stored['train']['num_train_steps'] == smoke_config.train.num_train_steps
   lines = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text().splitlines()]
-  assert [line['step'] for line in lines] == [5, 10, 15, 20]
+  assert [line['step'] for line in lines] == [2, 3, 4, 6]  # every 2 steps, and at the checkpoints (3, 6)
   assert {'train_loss', 'train_kl', 'train_grad_norm', 'train_param_norm'} <= set(lines[0])
   assert 'eval_elbo' in lines[1] and np.isfinite(lines[-1]['eval_elbo'])
   kept = sorted(int(p.name) for p in (workdir / 'checkpoints').iterdir())
-  assert kept == [10, 20]
+  assert kept == [3, 6]
   for step in kept:  # the input pipeline's position is saved with the state
     position = json.loads((workdir / 'checkpoints' / str(step) / 'data_iterator' / 'process_0-of-1.json').read_text())
     assert position == {'next_index': step}
 
-  summary = jaxvae.evaluate(workdir, iwae_num_samples=7)
-  assert summary['step'] == 20 and summary['iwae_num_samples'] == 7 and summary['num_examples'] == 1000
-  assert summary['elbo_nats'] <= summary['iwae_nats'] + 3 * summary['iwae_nats_stderr']
-  np.testing.assert_allclose(summary['nll_bpd'], -summary['iwae_nats'] / (784 * np.log(2)), rtol=1e-6)
-  written = json.loads((workdir / 'eval' / 'step_20.json').read_text())
-  assert written['iwae_nats'] == summary['iwae_nats'] and written['dataset'] == 'mnist_5k'
+  evaluation = jaxvae.evaluate(workdir, iwae_num_samples=7)
+  bounds = evaluation.bounds
+  assert evaluation.step == 6 and list(bounds.iwae) == [7] and bounds.num_examples == 200
+  assert bounds.elbo.mean <= bounds.iwae[7].mean + 3 * bounds.iwae[7].stderr
+  assert bounds.nll == jaxvae.Estimate(-bounds.iwae[7].mean, bounds.iwae[7].stderr)
+  np.testing.assert_allclose(bounds.bits_per_dim(bounds.iwae[7]).mean, -bounds.iwae[7].mean / (784 * np.log(2)))
+  written = json.loads((workdir / 'eval' / 'step_6.json').read_text())
+  assert evaluation.path == workdir / 'eval' / 'step_6.json' and written['dataset'] == 'mnist_5k'
+  assert written['iwae_nats'] == {'7': {'mean': bounds.iwae[7].mean, 'stderr': bounds.iwae[7].stderr}}
+  assert written['nll_num_samples'] == 7 and written['nll_bpd'] == written['iwae_bpd']['7']
+
+
+class _TraceCounter(logging.Handler):
+  """Counts `jax.log_compiles`'s 'Finished tracing NAME for jit' records by function name."""
+
+  def __init__(self):
+    super().__init__()
+    self.traces = collections.Counter()
+
+  def emit(self, record):
+    match = re.match(r'Finished tracing (\w+) for jit', record.getMessage())
+    if match:
+      self.traces[match.group(1)] += 1
+
+
+def test_the_step_and_the_bounds_compile_once_per_run(smoke_config, tmp_path):
+  counter = _TraceCounter()
+  logging.getLogger('jax').addHandler(counter)
+  try:
+    with jax.log_compiles():
+      smoke_config.train.checkpoint_every = 2  # test-set bounds at steps 2, 4 and 6
+      jaxvae.train_and_evaluate(smoke_config, tmp_path)
+      assert counter.traces['train_step'] == 1 and counter.traces['bounds'] == 1, counter.traces
+      jaxvae.evaluate(tmp_path, pictures=False)  # 4 batches of 50 test digits
+      assert counter.traces['bounds'] == 2, counter.traces  # a new K and sample count: one more compile
+  finally:
+    logging.getLogger('jax').removeHandler(counter)
 
 
 def test_resume_with_a_different_model_is_refused(smoke_config, tmp_path):
-  smoke_config.train.num_train_steps = 10
+  smoke_config.train.num_train_steps = 3
   jaxvae.train_and_evaluate(smoke_config, tmp_path)
   smoke_config.model.latent_dim = 5
   with pytest.raises(ValueError, match=r'holds a run with config.model.latent_dim = 4, but this run sets 5'):
@@ -64,28 +99,28 @@ def test_resume_with_a_different_model_is_refused(smoke_config, tmp_path):
 
 
 def test_lengthening_a_cosine_schedule_is_refused(smoke_config, tmp_path):
-  smoke_config.optim.schedule, smoke_config.train.num_train_steps = 'cosine', 10
+  smoke_config.optim.schedule, smoke_config.train.num_train_steps = 'cosine', 3
   jaxvae.train_and_evaluate(smoke_config, tmp_path)
-  smoke_config.train.num_train_steps = 20
-  with pytest.raises(ValueError, match=r'holds a run with config.train.num_train_steps = 10, but this run sets 20'):
+  smoke_config.train.num_train_steps = 6
+  with pytest.raises(ValueError, match=r'holds a run with config.train.num_train_steps = 3, but this run sets 6'):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
 def test_checkpoint_with_an_inconsistent_data_position_is_refused(smoke_config, tmp_path):
-  smoke_config.train.num_train_steps = 10
+  smoke_config.train.num_train_steps = 3
   jaxvae.train_and_evaluate(smoke_config, tmp_path)
-  (tmp_path / 'checkpoints' / '10' / 'data_iterator' / 'process_0-of-1.json').write_text('{"next_index": 7}')
-  smoke_config.train.num_train_steps = 20
-  with pytest.raises(ValueError, match='the checkpoint at step 10 in .* saved the input pipeline at batch 7'):
+  (tmp_path / 'checkpoints' / '3' / 'data_iterator' / 'process_0-of-1.json').write_text('{"next_index": 2}')
+  smoke_config.train.num_train_steps = 6
+  with pytest.raises(ValueError, match='the checkpoint at step 3 in .* saved the input pipeline at batch 2'):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
 def test_resume_with_another_process_count_is_refused(smoke_config, tmp_path):
-  smoke_config.train.num_train_steps = 10
+  smoke_config.train.num_train_steps = 3
   jaxvae.train_and_evaluate(smoke_config, tmp_path)
-  positions = tmp_path / 'checkpoints' / '10' / 'data_iterator'
+  positions = tmp_path / 'checkpoints' / '3' / 'data_iterator'
   (positions / 'process_0-of-1.json').rename(positions / 'process_0-of-2.json')
-  smoke_config.train.num_train_steps = 20
+  smoke_config.train.num_train_steps = 6
   with pytest.raises(ValueError, match=r'saved by a different number of processes \(process_0-of-2.json\) than the 1'):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
@@ -99,23 +134,22 @@ def test_non_finite_loss_stops_training(smoke_config, tmp_path):
 
 def test_training_on_dsprites(tmp_path):
   config = load_config('dsprites', 'smoke')
-  config.train.checkpoint_every = config.train.num_train_steps  # one pass over the 10,000 test images
+  config.train.checkpoint_every = config.train.num_train_steps  # one test-set pass, at the end
   state = jaxvae.train_and_evaluate(config, tmp_path)
   assert int(state.step) == config.train.num_train_steps
   last = json.loads((tmp_path / 'metrics.jsonl').read_text().splitlines()[-1])
   assert np.isfinite(last['eval_elbo']) and (tmp_path / 'samples.png').is_file()
-  summary = jaxvae.evaluate(tmp_path, pictures=False)  # the six disentanglement metrics, at the smoke sample counts
-  scores = {name for name in summary if name.startswith('disentanglement_')}
+  evaluation = jaxvae.evaluate(tmp_path, pictures=False)  # the six metrics, at the smoke sample counts
   assert {
-    'disentanglement_beta_vae_eval_accuracy',
-    'disentanglement_mig',
-    'disentanglement_dci_disentanglement',
-    'disentanglement_sap',
-    'disentanglement_modularity',
-    'disentanglement_factor_vae_eval_accuracy',
-  } <= scores
+    'beta_vae_eval_accuracy',
+    'mig',
+    'dci_disentanglement',
+    'sap',
+    'modularity',
+    'factor_vae_eval_accuracy',
+  } <= set(evaluation.disentanglement)
   written = json.loads((tmp_path / 'eval' / 'step_6.json').read_text())
-  assert written['disentanglement_mig'] == summary['disentanglement_mig']
+  assert written['disentanglement']['mig'] == evaluation.disentanglement['mig']
 
 
 def test_evaluate_without_checkpoint(tmp_path):
@@ -123,26 +157,24 @@ def test_evaluate_without_checkpoint(tmp_path):
     jaxvae.evaluate(tmp_path)
 
 
-def _run(*args):
+def _python(*args):
   return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 def test_command_line_errors(tmp_path):
-  unknown = _run('train.py', '--config=configs/default.py', f'--workdir={tmp_path}', '--config.train.batch_sise=3')
+  unknown = _python('train.py', '--config=configs/default.py', f'--workdir={tmp_path}', '--config.train.batch_sise=3')
   assert unknown.returncode != 0 and 'Did you mean "batch_size"' in unknown.stderr
-  bad = _run('train.py', '--config=configs/default.py:smoke', f'--workdir={tmp_path}', '--config.train.batch_size=0')
+  bad = _python('train.py', '--config=configs/default.py:smoke', f'--workdir={tmp_path}', '--config.train.batch_size=0')
   assert bad.returncode != 0 and 'config.train.batch_size must be an integer >= 1; got 0' in bad.stderr
-  missing = _run('eval.py', f'--workdir={tmp_path}')
+  missing = _python('eval.py', f'--workdir={tmp_path}')
   assert missing.returncode != 0 and 'no checkpoint in' in missing.stderr
 
 
 def test_non_finite_gradients_are_not_applied(smoke_config):
-  from jaxvae import _train
-
   smoke_config.data.binarize, smoke_config.model.likelihood = 'none', 'gaussian'
-  vae, tx = _train.make_vae(smoke_config), _train.make_optimizer(smoke_config)
-  step = _train.make_train_step(smoke_config, vae, tx)
-  state = _train.init_state(smoke_config, vae, tx)
+  run = _run.Run(smoke_config)
+  step = _train.make_train_step(run)
+  state = run.init_state()
   before = _params(state)
   batch = np.full((8, 28, 28, 1), 0.5, np.float32)
   batch[0, 0, 0, 0] = np.inf  # an infinite pixel: infinite loss, non-finite gradients

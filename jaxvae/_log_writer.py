@@ -1,4 +1,4 @@
-"""Metric and image writers: `metrics.jsonl` and TensorBoard event files, on process 0 only."""
+"""The run's log writer, on process 0 only: lines of `metrics.jsonl`, TensorBoard events."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import jax
 import numpy as np
 
 
-class MetricWriter:
+class LogWriter:
   """Appends `{"step": ..., name: value}` lines to `workdir/metrics.jsonl` and TensorBoard scalars.
 
   On processes other than 0 every method does nothing, so callers need not check.

@@ -1,0 +1,74 @@
+"""What a conditional VAE is given: one-hot labels, inpainting masks or edge maps, computed from the batch."""
+
+from __future__ import annotations
+
+import functools
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxvae import _types
+
+CONDITIONS = ('none', 'label', 'inpaint', 'structure')
+# The batch features each condition reads besides the image.
+FEATURES = {'none': (), 'label': ('label',), 'inpaint': (), 'structure': ()}
+
+# The 14 ways to hide some but not all of an image's four quadrants (Sohn et
+# al. 2015 complete MNIST digits from one, two or three given quadrants).
+# NumPy, not jnp: a module-level jax array would start the XLA backend at
+# import, before a multi-process run can call jax.distributed.initialize().
+_QUADRANT_PATTERNS = np.array(
+  [bits for bits in itertools.product((0.0, 1.0), repeat=4) if 0 < sum(bits) < 4], np.float32
+).reshape(-1, 2, 2)  # [14, 2, 2], 1 = observed
+
+
+def inpainting_mask(key: jax.Array, batch_size: int, height: int, width: int) -> jax.Array:
+  """A random quadrant mask per example, `[B, H, W, 1]`: 1 where pixels are given, 0 where they are to be filled."""
+  choice = jax.random.randint(key, (batch_size,), 0, len(_QUADRANT_PATTERNS))
+  patterns = jnp.asarray(_QUADRANT_PATTERNS)[choice]  # [B, 2, 2]
+  rows = (jnp.arange(height) >= height // 2).astype(jnp.int32)  # which half each row is in
+  cols = (jnp.arange(width) >= width // 2).astype(jnp.int32)
+  return patterns[:, rows][:, :, cols][..., None]  # [B, H, W, 1]
+
+
+def structure_map(x: jax.Array) -> jax.Array:
+  """The edges of images `x [B, H, W, C]` in [0, 1]: Sobel gradient magnitude of their grey level, `[B, H, W, 1]`.
+
+  The shape of the image without its appearance: the condition a structure-
+  conditioned VAE renders with sampled appearance.
+  """
+  grey = jnp.mean(x, axis=-1, keepdims=True)  # [B, H, W, 1]
+  sobel = jnp.array([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+  kernels = jnp.stack([sobel, sobel.T], axis=-1)[:, :, None, :]  # [3, 3, 1, 2] HWIO
+  gradients = jax.lax.conv_general_dilated(
+    grey, kernels.astype(grey.dtype), (1, 1), 'SAME', dimension_numbers=('NHWC', 'HWIO', 'NHWC')
+  )  # [B, H, W, 2]
+  # 4 is the largest Sobel response to a unit step, so edges of full contrast are 1.
+  return jnp.clip(jnp.sqrt(jnp.sum(jnp.square(gradients), axis=-1, keepdims=True) + 1e-12) / 4.0, 0.0, 1.0)
+
+
+def make_condition(kind: str, x: jax.Array, batch: _types.Batch, key: jax.Array, *, num_classes: int) -> jax.Array:
+  """The condition of a conditional VAE for the batch `x [B, H, W, C]`.
+
+  `'label'`: the one-hot class `batch['label']`, `[B, num_classes]`;
+  `'inpaint'`: the image with random quadrants hidden, beside its mask,
+  `[B, H, W, C + 1]`; `'structure'`: the image's edges, `[B, H, W, 1]`.
+
+  Raises:
+    ValueError: for an unknown `kind`.
+  """
+  if kind == 'label':
+    return jax.nn.one_hot(batch['label'], num_classes, dtype=x.dtype)
+  if kind == 'inpaint':
+    mask = inpainting_mask(key, *x.shape[:3]).astype(x.dtype)
+    return jnp.concatenate([x * mask, mask], axis=-1)
+  if kind == 'structure':
+    return structure_map(x)
+  raise ValueError(f'unknown condition {kind!r}; choose one of {CONDITIONS}.')
+
+
+def condition_fn(kind: str, *, num_classes: int) -> _types.ConditionFn | None:
+  """`make_condition` for one `kind`, as `(x, batch, key) -> condition`; None for `kind='none'`."""
+  return None if kind == 'none' else functools.partial(make_condition, kind, num_classes=num_classes)

@@ -1,0 +1,256 @@
+"""A config turned into a run's pieces, built once for both drivers: model, condition, optimiser, state, evaluation.
+
+`Run(config)` holds what training and evaluation share (as vdm's `Experiment`
+does): the VAE, its condition function, the optimiser and its schedule, the
+train state (fresh, or restored from a checkpoint), the input pipeline, the
+evaluation data and the jitted bounds function over them. The drivers
+(`_train`, `_evaluate`) receive these pieces and never import each other.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import pathlib
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from jaxvae import (
+  _checkpoint,
+  _conditions,
+  _config,
+  _data,
+  _dataset_bounds,
+  _family,
+  _models,
+  _parallel,
+  _types,
+)
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs; checkpointed whole."""
+
+  step: jax.Array  # [] int32, steps taken
+  params: _types.Params  # {'encoder': ..., 'decoder': ...}
+  opt_state: optax.OptState
+  rng: jax.Array  # [2] uint32 key data; step i uses fold_in(rng, i)
+  discriminator: dict[str, Any]  # FactorVAE's {'params', 'opt_state'}; {} for other objectives
+
+
+# The IWAE paper's schedule (Burda et al. 2016, Section 5): 8 stages, stage i
+# lasting 3^i epochs at a learning rate of 10^(-i/7) times the initial one.
+IWAE_SCHEDULE_STAGES = 8
+
+
+def learning_rate_schedule(config: _types.Config) -> optax.ScalarOrSchedule:
+  """`config.optim.learning_rate` under `config.optim.schedule`, as a function of the step."""
+  optim, num_steps = config.optim, config.train.num_train_steps
+  if optim.schedule == 'constant':
+    return optim.learning_rate
+  if optim.schedule == 'cosine':
+    return optax.cosine_decay_schedule(optim.learning_rate, num_steps)
+  if optim.schedule == 'warmup_cosine':
+    return optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, optim.warmup_steps, num_steps)
+  # Batches per epoch as `_data.train_batches` counts them: those of the smallest process shard.
+  processes = jax.process_count()
+  examples = _data.DATASETS[config.data.dataset].splits[config.data.train_split]
+  steps_per_epoch = (examples // processes) // (config.train.batch_size // processes)
+  stage_ends = np.cumsum([3**i for i in range(IWAE_SCHEDULE_STAGES - 1)]) * steps_per_epoch
+  return optax.piecewise_constant_schedule(
+    optim.learning_rate, {int(end): 10 ** (-1 / (IWAE_SCHEDULE_STAGES - 1)) for end in stage_ends}
+  )
+
+
+def make_optimizer(config: _types.Config) -> optax.GradientTransformation:
+  """The optax optimiser named by `config.optim.name`, with its schedule and optional clipping.
+
+  Updates with non-finite gradients are skipped by the train step itself (one
+  `lax.cond` on the gradient norm it logs anyway): `optax.apply_if_finite`
+  does the same with extra passes over every parameter, ~15% of a step of the
+  default model.
+  """
+  optim = config.optim
+  transforms = []
+  if optim.grad_clip_norm > 0:
+    transforms.append(optax.clip_by_global_norm(optim.grad_clip_norm))
+  options = {'eps': optim.eps} if optim.eps > 0 else {}
+  transforms.append(getattr(optax, optim.name)(learning_rate=learning_rate_schedule(config), **options))
+  return optax.chain(*transforms)
+
+
+class Run:
+  """The pieces of the run `config` describes, on the devices of `mesh` (default: every device of every process).
+
+  Attributes:
+    config: the validated run config.
+    mesh: the 1-D `data` mesh.
+    vae: the model (conditional if the objective says so).
+    condition_fn: `(x, batch, key) -> condition`, or None for an unconditional model.
+    log_likelihood: the decoder's `(x, decoder_output) -> [..., B]`.
+    optimizer: `make_optimizer(config)`.
+    discriminator: FactorVAE's `(module, optimizer)`, else None.
+    features: the batch features the model uses (`'image'`, and `'label'` for
+      a label-conditioned one); the training pipeline sends only these to
+      the devices.
+  """
+
+  def __init__(self, config: _types.Config, *, mesh: jax.sharding.Mesh | None = None):
+    _config.validate_config(config)
+    self.config = config
+    self.mesh = mesh or _parallel.make_mesh()
+    self.dataset = _data.DATASETS[config.data.dataset]
+    self.event_shape = _data.event_shape(config.data)
+    condition = config.objective.condition
+    self.vae = _models.make_vae(event_shape=self.event_shape, conditional=condition != 'none', **config.model)
+    self.condition_fn = _conditions.condition_fn(condition, num_classes=self.dataset.num_classes)
+    self.log_likelihood = _models.log_likelihood_fn(config.model.likelihood)
+    self.optimizer = make_optimizer(config)
+    self.discriminator = _family.make_discriminator(config.objective) if config.objective.name == 'factor_vae' else None
+    self.features = ('image', *_conditions.FEATURES[condition])
+
+  # --------------------------------------------------------------------------- state
+
+  def init_state(self) -> TrainState:
+    """The initial state from `config.seed`, replicated over the mesh."""
+    config = self.config
+
+    def init() -> TrainState:
+      params_key, rng = jax.random.split(jax.random.key(config.seed))
+      example = jnp.zeros((1, *self.event_shape), jnp.float32)
+      condition = None
+      if self.condition_fn is not None:
+        condition = self.condition_fn(example, {'label': jnp.zeros((1,), jnp.int32)}, params_key)
+      params = self.vae.init(params_key, example, condition)['params']
+      discriminator = {}
+      if self.discriminator is not None:
+        module, discriminator_tx = self.discriminator
+        z = jnp.zeros((1, config.model.latent_dim), jnp.float32)
+        discriminator_params = module.init(jax.random.fold_in(params_key, 1), z)
+        discriminator = {'params': discriminator_params, 'opt_state': discriminator_tx.init(discriminator_params)}
+      return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        opt_state=self.optimizer.init(params),
+        rng=jax.random.key_data(rng),
+        discriminator=discriminator,
+      )
+
+    # Initialised under jit straight into the replicated sharding: the same on
+    # every process, with no host-to-device copy of a process-local value.
+    return jax.jit(init, out_shardings=_parallel.replicated(self.mesh))()
+
+  def restore_or_init(
+    self, manager: ocp.CheckpointManager, workdir: str | pathlib.Path, data_iterator: Any
+  ) -> TrainState:
+    """The latest checkpoint's state, with `data_iterator` moved to its position; or a fresh state.
+
+    Raises:
+      ValueError: if the checkpoint's run differs from this one in a field a
+        resume must keep, was saved by another number of processes, or
+        saved an input position other than its step.
+    """
+    state = self.init_state()
+    step = manager.latest_step()
+    if step is None:
+      return state
+    _, stored_config = _checkpoint.latest_run(workdir)
+    _config.check_resumable(stored_config, self.config, workdir)
+    _checkpoint.check_process_layout(workdir, step)
+    state = _checkpoint.restore_state(manager, step, state, data_iterator=data_iterator)
+    position = data_iterator.get_state()['next_index']
+    if position != int(state.step):
+      raise ValueError(
+        f'the checkpoint at step {int(state.step)} in {workdir} saved the input pipeline at batch {position}; '
+        'the checkpoint is inconsistent. Resume from an earlier checkpoint (delete the later ones) or start afresh.'
+      )
+    return state
+
+  def restore(self, workdir: str | pathlib.Path, step: int) -> TrainState:
+    """The state saved at `step` in `workdir`, replicated over this run's mesh, whatever topology saved it."""
+    # Shardings on the target let a run saved on one topology be restored on another.
+    replicated = _parallel.replicated(self.mesh)
+    abstract_state = jax.tree.map(
+      lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=replicated), jax.eval_shape(self.init_state)
+    )
+    manager = _checkpoint.open_manager(workdir, config=self.config)
+    try:
+      return _checkpoint.restore_state(manager, step, abstract_state)
+    finally:
+      manager.close()
+
+  # --------------------------------------------------------------------------- data
+
+  def train_batches(self) -> Any:
+    """This process's endless grain iterator of training batches (its share of each global batch)."""
+    config = self.config
+    return _data.train_batches(
+      _data.open_source(config.data, config.data.train_split),
+      batch_size=config.train.batch_size // jax.process_count(),
+      seed=config.seed,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      in_memory=self.dataset.in_memory,
+      num_threads=config.data.read_threads,
+      features=self.features,
+    )
+
+  def eval_batches(self) -> _data.EvalBatches:
+    """This process's share of the evaluation split, with labels where the data have them (for pictures)."""
+    config = self.config
+    return _data.eval_batches(
+      config.data,
+      batch_size=-(-config.eval.batch_size // jax.process_count()),
+      num_examples=config.eval.num_examples,
+      process_index=jax.process_index(),
+      process_count=jax.process_count(),
+      features=('image', 'label') if self.dataset.num_classes else ('image',),
+    )
+
+  def prepare_eval(self, batch: _types.Batch) -> jax.Array:
+    """An evaluation batch's images in the likelihood's domain, with noise fixed per example."""
+    return _data.prepare_eval_images(batch['image'], batch['index'], data=self.config.data)
+
+  def condition(self, x: jax.Array, batch: _types.Batch, key: jax.Array) -> jax.Array | None:
+    """The condition of `x` for a conditional model, else None."""
+    return None if self.condition_fn is None else self.condition_fn(x, batch, key)
+
+  # --------------------------------------------------------------------------- evaluation
+
+  def bounds_fn(self, *, elbo_num_samples: int, iwae_num_samples: tuple[int, ...] | None = None):
+    """The jitted bounds of the run's model on evaluation batches (`jaxvae._dataset_bounds.make_bounds_fn`)."""
+    return _dataset_bounds.make_bounds_fn(
+      functools.partial(_models.bind_vae, self.vae),
+      log_likelihood=self.log_likelihood,
+      elbo_num_samples=elbo_num_samples,
+      iwae_num_samples=iwae_num_samples,
+      iwae_chunk_size=self.config.eval.iwae_chunk_size,
+      mesh=self.mesh,
+      prepare=self.prepare_eval,
+      condition_fn=self.condition_fn,
+      deterministic=self.config.objective.name in _family.DETERMINISTIC,
+    )
+
+  @property
+  def has_discrete_likelihood(self) -> bool:
+    """Whether the bounds bound log-probabilities of discrete data (directly or through dequantisation).
+
+    Only then do bits/dim mean something.
+    """
+    config = self.config
+    return config.model.likelihood in ('bernoulli', 'discretized_logistic') or config.data.dequantize == 'uniform'
+
+  def summarize(self, values: dict[str, Any]) -> _dataset_bounds.BoundsSummary:
+    """`_dataset_bounds.summarize` with the bits/dim settings the run's data and likelihood call for."""
+    return _dataset_bounds.summarize(
+      values,
+      bits_per_dim_dims=math.prod(self.event_shape) if self.has_discrete_likelihood else None,
+      dequantization_levels=256 if self.config.data.dequantize == 'uniform' else None,
+    )

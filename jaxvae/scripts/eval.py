@@ -1,0 +1,45 @@
+"""Evaluates a trained VAE: `python eval.py --workdir DIR [--iwae_num_samples=K[,K...]] [--metrics=...]`.
+
+Uses the latest checkpoint in DIR and the config stored with it; prints a table
+and writes DIR/eval/step_<step>.json.
+"""
+
+from absl import app, flags, logging
+
+import jaxvae
+from jaxvae.scripts import _common_flags
+
+_IWAE_NUM_SAMPLES = flags.DEFINE_list(
+  'iwae_num_samples', None, 'K of the importance-weighted bound, or several: 1,5,50,5000 (default: the run config).'
+)
+_METRICS = flags.DEFINE_list(
+  'metrics', None, 'Disentanglement metrics, e.g. mig,dci, or none (default: the run config; dsprites: all).'
+)
+_DATASET = flags.DEFINE_string('dataset', None, 'Refuse to run unless the checkpoint was trained on this dataset.')
+flags.mark_flags_as_required(['workdir'])
+
+
+def main(argv: list[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
+  logging.set_verbosity(logging.WARNING)
+  _common_flags.join_processes()
+  ks = None
+  if _IWAE_NUM_SAMPLES.value is not None:
+    try:
+      ks = [int(k) for k in _IWAE_NUM_SAMPLES.value]
+    except ValueError:
+      raise app.UsageError(
+        f'--iwae_num_samples takes integers K >= 1, e.g. 1,5,50,5000; got {_IWAE_NUM_SAMPLES.value}'
+      ) from None
+  metrics = None if _METRICS.value is None else [m for m in _METRICS.value if m != 'none']
+  evaluation = jaxvae.evaluate(
+    _common_flags.WORKDIR.value, iwae_num_samples=ks, metrics=metrics, dataset=_DATASET.value
+  )
+  if evaluation.path is not None:  # process 0
+    print(jaxvae.format_table(evaluation))
+    print(f'wrote {evaluation.path}')
+
+
+def run() -> None:
+  app.run(main)
