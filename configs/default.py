@@ -63,7 +63,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.objective.factor_discriminator_learning_rate = 1e-4  # factor_vae: its Adam (beta1 0.5, beta2 0.9)
   config.objective.dip_kind = 'i'  # dip_vae: 'i' (covariance of the means) or 'ii' (of q(z))
   config.objective.dip_lambda_off_diagonal = 10.0  # dip_vae: lambda_od
-  config.objective.dip_lambda_diagonal = 100.0  # dip_vae: lambda_d (10 lambda_od for 'i', lambda_od for 'ii')
+  # dip_vae: lambda_d; unset (None), each kind's reference value: 10 lambda_od for 'i', lambda_od for 'ii'
+  # (disentanglement_lib's DIP-VAE-I and -II).
+  config.objective.dip_lambda_diagonal = ml_collections.config_dict.placeholder(float)
   config.objective.wae_mmd_weight = 10.0  # wae_mmd: lambda, the weight of MMD(q(z), p(z))
   # cvae: what the model is conditioned on: 'label' (one-hot class), 'inpaint'
   # (the image with random quadrants hidden, and its mask), 'structure' (its edges).

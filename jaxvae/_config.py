@@ -25,6 +25,11 @@ def _non_negative_number() -> _Check:
   return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0), 'a number >= 0'
 
 
+def _optional(check: _Check) -> _Check:
+  is_valid, expectation = check
+  return (lambda v: v is None or is_valid(v)), f'{expectation}, or None'
+
+
 def _number() -> _Check:
   return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)), 'a number'
 
@@ -93,7 +98,7 @@ _SCHEMA: Mapping[str, _Check] = {
   'objective.factor_discriminator_learning_rate': _positive_number(),
   'objective.dip_kind': _one_of(('i', 'ii')),
   'objective.dip_lambda_off_diagonal': _non_negative_number(),
-  'objective.dip_lambda_diagonal': _non_negative_number(),
+  'objective.dip_lambda_diagonal': _optional(_non_negative_number()),
   'objective.wae_mmd_weight': _non_negative_number(),
   'objective.condition': _one_of(_conditions.CONDITIONS),
   'optim.name': _optax_optimizer(),

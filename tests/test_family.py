@@ -38,7 +38,9 @@ def test_each_objective_trains_and_evaluates(name, tmp_path):
   if config.objective.name in _family.DETERMINISTIC:
     assert bounds.elbo is None and np.isfinite(bounds.reconstruction.mean)
   else:
-    assert np.isfinite(bounds.iwae[4].mean) and bounds.elbo.mean <= bounds.iwae[4].mean + 5
+    # E[L_K] >= ELBO (Burda et al. 2016, Theorem 1): the estimates may cross only by their sampling noise.
+    noise = np.hypot(bounds.elbo.stderr, bounds.iwae[4].stderr)
+    assert np.isfinite(bounds.iwae[4].mean) and bounds.elbo.mean <= bounds.iwae[4].mean + 3 * noise
 
 
 def _load_variant(name, *variants):
@@ -125,6 +127,32 @@ def test_conditional_samples_vary_with_z_for_one_condition(condition):
   _, decoder = _models.bind_vae(run.vae, params, conditions)
   samples = decoder(jax.random.normal(jax.random.key(1), (2, run.config.model.latent_dim)))
   assert not np.allclose(samples[0], samples[1])
+
+
+@pytest.mark.parametrize('kind, lambda_diagonal', [('i', 100.0), ('ii', 10.0)])
+def test_dip_vae_diagonal_weight_follows_each_kinds_reference(kind, lambda_diagonal):
+  # disentanglement_lib: lambda_d = 10 lambda_od for DIP-VAE-I, lambda_d = lambda_od for DIP-VAE-II.
+  config = load_config('dsprites_dipvae', 'ii' if kind == 'ii' else '')
+  assert config.objective.dip_lambda_diagonal is None and config.objective.dip_lambda_off_diagonal == 10.0
+  rng = np.random.default_rng(0)
+  loc, log_var = jnp.asarray(rng.normal(size=(16, 3))), jnp.asarray(rng.normal(size=(16, 3)))
+  _, metrics, _ = _family.family_loss(
+    config.objective,
+    jnp.zeros((16, 2)),
+    encoder=lambda x: (loc, log_var),
+    decoder=lambda z: jnp.zeros((len(z), 2)),
+    log_likelihood=jaxvae.bernoulli_log_likelihood,
+    key=jax.random.key(0),
+    step=jnp.int32(0),
+    num_samples=1,
+    dataset_size=100,
+  )
+  expected = jaxvae.dip_vae_regularizer(
+    loc, log_var, kind=kind, lambda_off_diagonal=10.0, lambda_diagonal=lambda_diagonal
+  )
+  other = jaxvae.dip_vae_regularizer(loc, log_var, kind=kind, lambda_off_diagonal=10.0, lambda_diagonal=55.0)
+  assert abs(float(expected) - float(other)) > 1.0  # the diagonal weight matters on this batch
+  np.testing.assert_allclose(metrics['train_dip_penalty'], expected, rtol=1e-6)
 
 
 def test_structure_map_finds_edges():
