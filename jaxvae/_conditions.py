@@ -24,9 +24,12 @@ _QUADRANT_PATTERNS = np.array(
 ).reshape(-1, 2, 2)  # [14, 2, 2], 1 = observed
 
 
-def inpainting_mask(key: jax.Array, batch_size: int, height: int, width: int) -> jax.Array:
-  """A random quadrant mask per example, `[B, H, W, 1]`: 1 where pixels are given, 0 where they are to be filled."""
-  choice = jax.random.randint(key, (batch_size,), 0, len(_QUADRANT_PATTERNS))
+def inpainting_mask(keys: jax.Array, height: int, width: int) -> jax.Array:
+  """A random quadrant mask per example, one key each (`keys [B]`): `[B, H, W, 1]`, 1 where pixels are given.
+
+  0 marks the pixels to fill in. One to three of the four quadrants are hidden.
+  """
+  choice = jax.vmap(lambda key: jax.random.randint(key, (), 0, len(_QUADRANT_PATTERNS)))(keys)  # [B]
   patterns = jnp.asarray(_QUADRANT_PATTERNS)[choice]  # [B, 2, 2]
   rows = (jnp.arange(height) >= height // 2).astype(jnp.int32)  # which half each row is in
   cols = (jnp.arange(width) >= width // 2).astype(jnp.int32)
@@ -55,6 +58,10 @@ def make_condition(kind: str, x: jax.Array, batch: _types.Batch, key: jax.Array,
   `'label'`: the one-hot class `batch['label']`, `[B, num_classes]`;
   `'inpaint'`: the image with random quadrants hidden, beside its mask,
   `[B, H, W, C + 1]`; `'structure'`: the image's edges, `[B, H, W, 1]`.
+  Inpainting masks are drawn from `key`: per example with `fold_in(key, i)`
+  when the batch carries the examples' split positions `'index'` (evaluation,
+  so each example keeps its mask however it is batched), else from
+  `split(key, B)` (training).
 
   Raises:
     ValueError: for an unknown `kind`.
@@ -62,11 +69,25 @@ def make_condition(kind: str, x: jax.Array, batch: _types.Batch, key: jax.Array,
   if kind == 'label':
     return jax.nn.one_hot(batch['label'], num_classes, dtype=x.dtype)
   if kind == 'inpaint':
-    mask = inpainting_mask(key, *x.shape[:3]).astype(x.dtype)
+    if 'index' in batch:
+      keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, batch['index'])
+    else:
+      keys = jax.random.split(key, x.shape[0])
+    mask = inpainting_mask(keys, *x.shape[1:3]).astype(x.dtype)
     return jnp.concatenate([x * mask, mask], axis=-1)
   if kind == 'structure':
     return structure_map(x)
   raise ValueError(f'unknown condition {kind!r}; choose one of {CONDITIONS}.')
+
+
+def scored_mask(kind: str, condition: jax.Array | None) -> jax.Array | None:
+  """The dimensions a conditional model's likelihood is scored on, `[B, H, W, 1]`; None for all of them.
+
+  An inpainting model is given the visible pixels, so its likelihood, its
+  training loss and its bounds are those of the hidden pixels alone,
+  log p(x_hidden | x_visible), as Sohn et al. 2015 report them.
+  """
+  return 1.0 - condition[..., -1:] if kind == 'inpaint' else None
 
 
 def condition_fn(kind: str, *, num_classes: int) -> _types.ConditionFn | None:

@@ -30,7 +30,6 @@ DEQUANTIZATIONS = ('none', 'uniform')
 CELEB_A_IMAGE_SIZES = (64, 128)
 
 
-
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """What the rest of the library needs to know about a dataset."""

@@ -9,10 +9,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from jaxvae import _bounds, _checks, _likelihoods, _parallel, _types
+from jaxvae import _bounds, _checks, _parallel, _types
 
 # `(params, batch, valid [B], key_data, batch_index) -> per-example values`: see `make_bounds_fn`.
 BoundsFn = Callable[[_types.Params, _types.Batch, jax.Array, np.ndarray, np.ndarray], dict[str, Any]]
@@ -35,15 +36,22 @@ class Estimate:
 
 @dataclasses.dataclass(frozen=True)
 class BoundsSummary:
-  """Bounds on log p(x) over a dataset, in nats per example, each with its standard error over examples."""
+  """Bounds on log p(x) over a dataset, in nats per example, each with its standard error over examples.
+
+  Bits/dim are given where they mean something (probabilities of discrete
+  data, or densities of uniformly dequantised data, whose bits/dim include
+  `log2(levels)` per dimension and bound the discrete data's NLL, Theis et
+  al. 2016, eq. 9): `-bound / (D ln 2)` per example, D the dimensions the
+  bound covers (for an inpainting model, its hidden ones), then averaged.
+  """
 
   num_examples: int
   reconstruction: Estimate  # E_q[log p(x|z)]; for a deterministic model log p(x | z = encoder mean)
   elbo: Estimate | None = None  # None for a deterministic model, which defines no p(x) to bound
   kl: Estimate | None = None  # KL(q(z|x) || p(z))
   iwae: Mapping[int, Estimate] = dataclasses.field(default_factory=dict)  # K -> L_K; empty without IWAE
-  bits_per_dim_dims: int | None = None  # dimensions per example where bits/dim mean something, else None
-  dequantization_levels: int | None = None  # L of data dequantised as (x + u) / L, else None
+  elbo_bits_per_dim: Estimate | None = None  # -ELBO in bits/dim; None where bits/dim mean nothing
+  iwae_bits_per_dim: Mapping[int, Estimate] = dataclasses.field(default_factory=dict)  # K -> -L_K in bits/dim
 
   @property
   def nll(self) -> Estimate | None:
@@ -53,17 +61,10 @@ class BoundsSummary:
     bound = self.iwae[max(self.iwae)]
     return Estimate(-bound.mean, bound.stderr)
 
-  def bits_per_dim(self, bound: Estimate) -> Estimate | None:
-    """`-bound` in bits per dimension; None where bits/dim mean nothing (a density of continuous data).
-
-    For uniformly dequantised data the bits/dim include `log2(levels)` per
-    dimension and bound the discrete data's NLL (Theis et al. 2016, eq. 9).
-    """
-    if self.bits_per_dim_dims is None:
-      return None
-    scale = float(_likelihoods.nats_to_bits_per_dim(1.0, self.bits_per_dim_dims))
-    offset = math.log2(self.dequantization_levels) if self.dequantization_levels else 0.0
-    return Estimate(-bound.mean * scale + offset, bound.stderr * scale)
+  @property
+  def nll_bits_per_dim(self) -> Estimate | None:
+    """`nll` in bits per dimension, where bits/dim mean something."""
+    return self.iwae_bits_per_dim.get(max(self.iwae)) if self.iwae else None
 
   def to_dict(self) -> dict[str, Any]:
     """A JSON-ready record: `{name: {'mean', 'stderr'}}`, IWAE bounds keyed by K (as a string)."""
@@ -79,10 +80,10 @@ class BoundsSummary:
       record['iwae_nats'] = {str(k): dataclasses.asdict(v) for k, v in sorted(self.iwae.items())}
       record['nll_nats'] = dataclasses.asdict(self.nll)
       record['nll_num_samples'] = max(self.iwae)
-    if self.bits_per_dim_dims is not None:
-      record['elbo_bpd'] = dataclasses.asdict(self.bits_per_dim(self.elbo))
+    if self.elbo_bits_per_dim is not None:
+      record['elbo_bpd'] = dataclasses.asdict(self.elbo_bits_per_dim)
       if self.iwae:
-        record['iwae_bpd'] = {str(k): dataclasses.asdict(self.bits_per_dim(v)) for k, v in sorted(self.iwae.items())}
+        record['iwae_bpd'] = {str(k): dataclasses.asdict(v) for k, v in sorted(self.iwae_bits_per_dim.items())}
         record['nll_bpd'] = record['iwae_bpd'][str(max(self.iwae))]
     return record
 
@@ -105,8 +106,8 @@ def evaluate_bounds(
   """Mean ELBO and importance-weighted bounds over a dataset, with standard errors.
 
   Runs `jaxvae.elbo` and (if `iwae_num_samples` is set) `jaxvae.iwae_bounds`
-  on every batch under one `jit`, each batch encoded once, batch `i` with the
-  key `fold_in(key, i)`, each batch split over the devices of `mesh`
+  on every batch under one `jit`, each batch encoded once, batch `i` with its
+  own key folded from `key`, each batch split over the devices of `mesh`
   (default: all devices).
 
   Args:
@@ -136,13 +137,12 @@ def evaluate_bounds(
   Returns:
     A `BoundsSummary`: `elbo`, `reconstruction`, `kl` and `iwae[K]` for each
     K, each an `Estimate` (mean and standard error over examples) in nats per
-    example; `nll` (-L_K at the largest K) and `bits_per_dim(...)`.
+    example; `nll` (-L_K at the largest K); with `bits_per_dim_dims`, the
+    same bounds negated in bits per dimension.
 
   Raises:
     ValueError: for bad sample counts, or an empty `batches`.
   """
-  if bits_per_dim_dims is not None:
-    _checks.check_positive_int('bits_per_dim_dims', bits_per_dim_dims)
   mesh = mesh or _parallel.make_mesh()
   bounds = make_bounds_fn(
     lambda params, condition: (encoder, decoder),
@@ -169,6 +169,7 @@ def make_bounds_fn(
   mesh: jax.sharding.Mesh,
   prepare: Callable[[_types.Batch], jax.Array] | None = None,
   condition_fn: _types.ConditionFn | None = None,
+  scored_mask_fn: Callable[[jax.Array | None], jax.Array | None] | None = None,
   deterministic: bool = False,
 ) -> BoundsFn:
   """The jitted `(params, batch, valid [B], key_data, batch_index) -> per-example values`.
@@ -177,15 +178,19 @@ def make_bounds_fn(
   likelihood's domain (default: `batch['image']` as it is); `bind(params,
   condition)` gives the encoder and decoder; `condition_fn(x, batch, key)`
   the condition of a conditional model (the bounds are then those of
-  log p(x | condition)). Parameters are an argument, not a closure, so one
-  compilation serves every checkpoint, and globally sharded parameters work
-  across processes.
+  log p(x | condition)), drawn with one key for every batch (conditions that
+  draw noise fix it per example by `batch['index']`); `scored_mask_fn(condition)`
+  the dimensions the bounds cover, e.g. only the hidden pixels of an
+  inpainting model (None: all). Parameters are an argument, not a closure, so
+  one compilation serves every checkpoint, and globally sharded parameters
+  work across processes.
 
   The values, each `[B]` and replicated on every device: `'valid'` (the rows
   that are examples rather than padding), `'elbo'`, `'reconstruction'`,
-  `'kl'` and `'iwae'` (`{K: [B]}`). A `deterministic` model (an
-  autoencoder, a WAE) has no likelihood bound: only `'reconstruction'`,
-  log p(x | z = encoder mean), is computed.
+  `'kl'`, `'iwae'` (`{K: [B]}`) and, with a scored mask, `'dims'` (the
+  dimensions each bound covers). A `deterministic` model (an autoencoder, a
+  WAE) has no likelihood bound: only `'reconstruction'`, log p(x | z =
+  encoder mean), is computed.
   """
   _checks.check_positive_int('elbo_num_samples', elbo_num_samples)
   for k in iwae_num_samples or ():
@@ -194,17 +199,23 @@ def make_bounds_fn(
   def bounds(
     params: _types.Params, batch: _types.Batch, valid: jax.Array, key_data: jax.Array, batch_index: jax.Array
   ) -> dict[str, Any]:
-    batch_key = jax.random.fold_in(jax.random.wrap_key_data(key_data), batch_index)
-    elbo_key, iwae_key = jax.random.split(batch_key)
+    key = jax.random.wrap_key_data(key_data)
+    condition_key, batches_key = jax.random.split(key)
+    elbo_key, iwae_key = jax.random.split(jax.random.fold_in(batches_key, batch_index))
     x = batch['image'] if prepare is None else prepare(batch)
-    condition = None if condition_fn is None else condition_fn(x, batch, jax.random.fold_in(batch_key, 1))
+    condition = None if condition_fn is None else condition_fn(x, batch, condition_key)
+    mask = None if scored_mask_fn is None else scored_mask_fn(condition)
+    scored_log_likelihood = log_likelihood if mask is None else functools.partial(log_likelihood, mask=mask)
+    values = {'valid': valid}
+    if mask is not None:  # [B] dimensions scored per example
+      values['dims'] = jnp.sum(jnp.broadcast_to(mask, x.shape).reshape(x.shape[0], -1), axis=-1)
     encoder, decoder = bind(params, condition)
     x, loc, log_var = _bounds.encode_checked(x, encoder)  # [B, D] each: every bound below shares this encoding
     if deterministic:
-      return {'reconstruction': log_likelihood(x, decoder(loc)), 'valid': valid}
-    decoding = dict(decoder=decoder, log_likelihood=log_likelihood)
+      return {**values, 'reconstruction': scored_log_likelihood(x, decoder(loc))}
+    decoding = dict(decoder=decoder, log_likelihood=scored_log_likelihood)
     out = _bounds.elbo_given_posterior(x, loc, log_var, key=elbo_key, num_samples=elbo_num_samples, **decoding)
-    values = {'elbo': out.elbo, 'reconstruction': out.reconstruction, 'kl': out.kl, 'valid': valid}
+    values.update({'elbo': out.elbo, 'reconstruction': out.reconstruction, 'kl': out.kl})
     if iwae_num_samples:
       values['iwae'] = _bounds.iwae_bounds_given_posterior(
         x, loc, log_var, key=iwae_key, num_samples=iwae_num_samples, chunk_size=iwae_chunk_size, **decoding
@@ -267,17 +278,33 @@ def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
 def summarize(
   values: Mapping[str, Any], *, bits_per_dim_dims: int | None = None, dequantization_levels: int | None = None
 ) -> BoundsSummary:
-  """The `BoundsSummary` of per-example values from `per_example_bounds`."""
+  """The `BoundsSummary` of per-example values from `per_example_bounds`.
+
+  Bits/dim are computed when `bits_per_dim_dims` is given (bounds of discrete
+  data, or of data dequantised into `dequantization_levels` levels), per
+  example over the dimensions it covers: `values['dims']` where the bounds
+  cover only some dimensions of each example, else `bits_per_dim_dims`.
+  """
   if 'elbo' not in values:
     return BoundsSummary(len(values['reconstruction']), Estimate.of(values['reconstruction']))
+  iwae = dict(sorted(values.get('iwae', {}).items()))
+  bits = {}
+  if bits_per_dim_dims is not None:
+    _checks.check_positive_int('bits_per_dim_dims', bits_per_dim_dims)
+    dims = values.get('dims', bits_per_dim_dims)
+    offset = math.log2(dequantization_levels) if dequantization_levels else 0.0
+
+    def bits_of(bound: np.ndarray) -> Estimate:
+      return Estimate.of(-bound / (dims * math.log(2.0)) + offset)
+
+    bits = {'elbo_bits_per_dim': bits_of(values['elbo']), 'iwae_bits_per_dim': {k: bits_of(v) for k, v in iwae.items()}}
   return BoundsSummary(
     num_examples=len(values['elbo']),
     reconstruction=Estimate.of(values['reconstruction']),
     elbo=Estimate.of(values['elbo']),
     kl=Estimate.of(values['kl']),
-    iwae={k: Estimate.of(bound) for k, bound in sorted(values.get('iwae', {}).items())},
-    bits_per_dim_dims=bits_per_dim_dims,
-    dequantization_levels=dequantization_levels,
+    iwae={k: Estimate.of(bound) for k, bound in iwae.items()},
+    **bits,
   )
 
 

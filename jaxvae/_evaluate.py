@@ -219,16 +219,17 @@ def format_table(evaluation: Evaluation) -> str:
         f'{bounds.reconstruction.mean:.2f} ± {bounds.reconstruction.stderr:.2f} nats/example',
       ]
     )
-  rows = [('ELBO', bounds.elbo, True)]
+  rows = [('ELBO', bounds.elbo, _bits(bounds, bounds.elbo_bits_per_dim))]
   ks = sorted(bounds.iwae)
-  # With one K its bound is shown once, as the NLL row's bound.
-  rows += [(f'IWAE bound, K={k}', bounds.iwae[k], len(ks) > 1 or k != ks[-1]) for k in ks]
-  lines = [header, f'{"bound":<22}{"nats/example":>22}{"-bound, bits/dim":>22}']
-  for label, estimate, show_bits in rows:
-    lines.append(f'{label:<22}{_nats(estimate):>22}{_bits(bounds, estimate) if show_bits else "":>22}')
+  # With one K its bits/dim are shown once, on the NLL row.
+  rows += [
+    (f'IWAE bound, K={k}', bounds.iwae[k], _bits(bounds, bounds.iwae_bits_per_dim.get(k)) if len(ks) > 1 else '')
+    for k in ks
+  ]
   if ks:
-    nll = bounds.nll
-    lines.append(f'{f"NLL <= -IWAE, K={ks[-1]}":<22}{_nats(nll):>22}{_bits(bounds, bounds.iwae[ks[-1]]):>22}')
+    rows.append((f'NLL <= -IWAE, K={ks[-1]}', bounds.nll, _bits(bounds, bounds.nll_bits_per_dim)))
+  lines = [header, f'{"bound":<22}{"nats/example":>22}{"-bound, bits/dim":>22}']
+  lines.extend(f'{label:<22}{_nats(estimate):>22}{bits:>22}' for label, estimate, bits in rows)
   lines.append(f'{"  reconstruction":<22}{bounds.reconstruction.mean:>22.2f}')
   lines.append(f'{"  KL":<22}{bounds.kl.mean:>22.2f}')
   if evaluation.disentanglement:
@@ -241,6 +242,7 @@ def _nats(estimate: _dataset_bounds.Estimate) -> str:
   return f'{estimate.mean:.2f} ± {estimate.stderr:.2f}'
 
 
-def _bits(bounds: _dataset_bounds.BoundsSummary, bound: _dataset_bounds.Estimate) -> str:
-  bits = bounds.bits_per_dim(bound)
-  return 'n/a (continuous density)' if bits is None else f'{bits.mean:.4f} ± {bits.stderr:.4f}'
+def _bits(bounds: _dataset_bounds.BoundsSummary, bits: _dataset_bounds.Estimate | None) -> str:
+  if bounds.elbo_bits_per_dim is None:
+    return 'n/a (continuous density)'
+  return f'{bits.mean:.4f} ± {bits.stderr:.4f}'

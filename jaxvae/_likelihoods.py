@@ -3,7 +3,9 @@
 Every likelihood takes the data `x` with a leading batch axis, `[B, *event]`,
 and decoder outputs of shape `[..., B, *event]` (any number of leading sample
 axes), and returns the log-likelihood summed over the event axes, `[..., B]`,
-in nats.
+in nats. An optional `mask` restricts the sum to some dimensions of each
+example (e.g. the hidden pixels of an inpainting task): the pixels are
+independent given z, so that is the log-likelihood of those dimensions alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from jaxvae import _checks
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def bernoulli_log_likelihood(x: jax.typing.ArrayLike, logits: jax.typing.ArrayLike) -> jax.Array:
+def bernoulli_log_likelihood(
+  x: jax.typing.ArrayLike, logits: jax.typing.ArrayLike, *, mask: jax.typing.ArrayLike | None = None
+) -> jax.Array:
   r"""Bernoulli log-likelihood :math:`\sum_d x_d \ell_d - \mathrm{softplus}(\ell_d)`, in nats.
 
   The decoder of Kingma & Welling 2014 (Appendix C.1) for binary data, written
@@ -35,6 +39,8 @@ def bernoulli_log_likelihood(x: jax.typing.ArrayLike, logits: jax.typing.ArrayLi
   Args:
     x: data in [0, 1], `[B, *event]`.
     logits: decoder logits, `[..., B, *event]`.
+    mask: optional, broadcastable to `x`: 1 for the dimensions that count, 0
+      for the others; None counts all.
 
   Returns:
     `[..., B]`: the log-likelihood, in nats.
@@ -48,16 +54,21 @@ def bernoulli_log_likelihood(x: jax.typing.ArrayLike, logits: jax.typing.ArrayLi
   -1.386294...
   """
   _check_data_and_params(x, 'logits', logits)
+  mask = _flat_mask(mask, x)
   x, logits = _flatten_events(jnp.asarray(x), jnp.asarray(logits))
   # softplus(l) = max(l, 0) + log1p(exp(-|l|)): exact for any l, and fuses
   # into fewer operations than jax.nn.softplus (logaddexp's inf handling).
   softplus = jnp.maximum(logits, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(logits)))
-  log_prob = jnp.sum(_align(x, logits) * logits - softplus, axis=-1)
+  log_prob = _sum_events(_align(x, logits) * logits - softplus, mask)
   return _poison_out_of_range(x, log_prob, low=0.0, high=1.0, likelihood='Bernoulli')
 
 
 def gaussian_log_likelihood(
-  x: jax.typing.ArrayLike, loc: jax.typing.ArrayLike, log_scale: jax.typing.ArrayLike
+  x: jax.typing.ArrayLike,
+  loc: jax.typing.ArrayLike,
+  log_scale: jax.typing.ArrayLike,
+  *,
+  mask: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
   r"""Gaussian log-density :math:`\sum_d \log \mathcal N(x_d; \mu_d, \sigma_d^2)`, in nats.
 
@@ -71,6 +82,8 @@ def gaussian_log_likelihood(
     loc: decoder mean, `[..., B, *event]`.
     log_scale: log standard deviation, broadcastable against `loc` (a scalar,
       `[*event]` for one scale per pixel, or the full shape of `loc`).
+    mask: optional, broadcastable to `x`: 1 for the dimensions that count, 0
+      for the others; None counts all.
 
   Returns:
     `[..., B]`: the log-density, in nats. It is a density, so bits/dim derived
@@ -88,10 +101,11 @@ def gaussian_log_likelihood(
   x, loc, log_scale = jnp.asarray(x), jnp.asarray(loc), jnp.asarray(log_scale)
   _check_broadcast('log_scale', log_scale, 'loc', loc)
   log_scale = jnp.broadcast_to(log_scale, loc.shape)
+  mask = _flat_mask(mask, x)
   x, loc, log_scale = _flatten_events(x, loc, log_scale)
   standardized = (_align(x, loc) - loc) * jnp.exp(-log_scale)
   log_density = -0.5 * (jnp.square(standardized) + _LOG_2PI) - log_scale
-  return jnp.sum(log_density, axis=-1)
+  return _sum_events(log_density, mask)
 
 
 def discretized_logistic_log_likelihood(
@@ -100,6 +114,7 @@ def discretized_logistic_log_likelihood(
   log_scale: jax.typing.ArrayLike,
   *,
   num_bins: int = 256,
+  mask: jax.typing.ArrayLike | None = None,
 ) -> jax.Array:
   r"""Discretised-logistic log-probability of quantised data, in nats.
 
@@ -125,6 +140,8 @@ def discretized_logistic_log_likelihood(
     loc: logistic mean, `[..., B, *event]`.
     log_scale: log of the logistic scale, broadcastable against `loc`.
     num_bins: number of quantisation levels (256 for 8-bit data).
+    mask: optional, broadcastable to `x`: 1 for the dimensions that count, 0
+      for the others; None counts all.
 
   Returns:
     `[..., B]`: the log-probability, in nats.
@@ -145,6 +162,7 @@ def discretized_logistic_log_likelihood(
     raise ValueError(f'`num_bins` must be an integer >= 2; got {num_bins!r}.')
   x, loc, log_scale = jnp.asarray(x), jnp.asarray(loc), jnp.asarray(log_scale)
   _check_broadcast('log_scale', log_scale, 'loc', loc)
+  mask = _flat_mask(mask, x)
   x, loc, log_scale = _flatten_events(x, loc, jnp.broadcast_to(log_scale, loc.shape))
   half_bin = 0.5 / (num_bins - 1)
   x_aligned = _align(x, loc)
@@ -161,7 +179,7 @@ def discretized_logistic_log_likelihood(
     log_cdf_upper,
     jnp.where(x_aligned > 1.0 - half_bin, log_survival_lower, interior),
   )
-  log_prob = jnp.sum(log_prob, axis=-1)
+  log_prob = _sum_events(log_prob, mask)
   return _poison_out_of_range(x, log_prob, low=0.0, high=1.0, likelihood='discretised-logistic')
 
 
@@ -198,6 +216,20 @@ def _flatten_events(x: jax.Array, *params: jax.Array) -> tuple[jax.Array, ...]:
   event_ndim = x.ndim - 1
   flat = [p.reshape(*p.shape[: p.ndim - event_ndim], -1) for p in params]
   return (x.reshape(x.shape[0], -1), *flat)
+
+
+def _sum_events(terms: jax.Array, mask: jax.Array | None) -> jax.Array:
+  """Per-dimension `terms` `[..., B, E]` summed over E, weighted by a flat `mask` `[B, E]` if there is one."""
+  return jnp.sum(terms if mask is None else terms * _align(mask, terms), axis=-1)
+
+
+def _flat_mask(mask: jax.typing.ArrayLike | None, x: jax.typing.ArrayLike) -> jax.Array | None:
+  """`mask` broadcast to the shape of `x` `[B, *event]` and flattened to `[B, E]`; None stays None."""
+  if mask is None:
+    return None
+  mask, shape = jnp.asarray(mask), np.shape(x)
+  _check_broadcast('mask', mask, 'x', jax.ShapeDtypeStruct(shape, mask.dtype))
+  return jnp.broadcast_to(mask, shape).reshape(shape[0], -1).astype(jnp.result_type(x))
 
 
 def _check_data_and_params(x: jax.typing.ArrayLike, params_name: str, params: jax.typing.ArrayLike) -> None:

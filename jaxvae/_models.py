@@ -29,14 +29,14 @@ DTYPES = ('float32', 'bfloat16')
 _MIN_LOGISTIC_LOG_SCALE = -7.0
 
 
-def log_likelihood_fn(likelihood: str) -> Callable[[jax.Array, Any], jax.Array]:
-  """The `(x, decoder_output) -> [..., B]` log-likelihood matching a decoder's `likelihood`."""
+def log_likelihood_fn(likelihood: str) -> Callable[..., jax.Array]:
+  """The `(x, decoder_output, *, mask=None) -> [..., B]` log-likelihood matching a decoder's `likelihood`."""
   if likelihood == 'bernoulli':
     return _likelihoods.bernoulli_log_likelihood
   if likelihood == 'gaussian':
-    return lambda x, params: _likelihoods.gaussian_log_likelihood(x, *params)
+    return lambda x, params, *, mask=None: _likelihoods.gaussian_log_likelihood(x, *params, mask=mask)
   if likelihood == 'discretized_logistic':
-    return lambda x, params: _likelihoods.discretized_logistic_log_likelihood(x, *params)
+    return lambda x, params, *, mask=None: _likelihoods.discretized_logistic_log_likelihood(x, *params, mask=mask)
   raise ValueError(f'unknown likelihood {likelihood!r}; choose one of {LIKELIHOODS}.')
 
 

@@ -94,7 +94,7 @@ class Run:
     mesh: the 1-D `data` mesh.
     vae: the model (conditional if the objective says so).
     condition_fn: `(x, batch, key) -> condition`, or None for an unconditional model.
-    log_likelihood: the decoder's `(x, decoder_output) -> [..., B]`.
+    log_likelihood: the decoder's `(x, decoder_output, *, mask=None) -> [..., B]`.
     optimizer: `make_optimizer(config)`.
     discriminator: FactorVAE's `(module, optimizer)`, else None.
     features: the batch features the model uses (`'image'`, and `'label'` for
@@ -222,6 +222,10 @@ class Run:
     """The condition of `x` for a conditional model, else None."""
     return None if self.condition_fn is None else self.condition_fn(x, batch, key)
 
+  def scored_mask(self, condition: jax.Array | None) -> jax.Array | None:
+    """The dimensions the model is trained and scored on (the hidden pixels of inpainting); None for all."""
+    return _conditions.scored_mask(self.config.objective.condition, condition)
+
   # --------------------------------------------------------------------------- evaluation
 
   def bounds_fn(self, *, elbo_num_samples: int, iwae_num_samples: tuple[int, ...] | None = None):
@@ -235,6 +239,7 @@ class Run:
       mesh=self.mesh,
       prepare=self.prepare_eval,
       condition_fn=self.condition_fn,
+      scored_mask_fn=self.scored_mask,
       deterministic=self.config.objective.name in _family.DETERMINISTIC,
     )
 

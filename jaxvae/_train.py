@@ -43,6 +43,8 @@ def make_train_step(run: _run.Run) -> Callable[[_run.TrainState, _types.Batch], 
     data_key, latent_key = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))
     x = _data.prepare_images(data_key, batch['image'], data=config.data)
     condition = run.condition(x, batch, jax.random.fold_in(data_key, 1))
+    scored = run.scored_mask(condition)
+    log_likelihood = run.log_likelihood if scored is None else functools.partial(run.log_likelihood, mask=scored)
     discriminator = None
     if run.discriminator is not None:
       discriminator = functools.partial(run.discriminator[0].apply, state.discriminator['params'])
@@ -54,7 +56,7 @@ def make_train_step(run: _run.Run) -> Callable[[_run.TrainState, _types.Batch], 
         x,
         encoder=encoder,
         decoder=decoder,
-        log_likelihood=run.log_likelihood,
+        log_likelihood=log_likelihood,
         key=latent_key,
         step=state.step,
         num_samples=config.train.num_samples,

@@ -103,7 +103,8 @@ def test_training_and_evaluation_on_mocked_tfds(mock_tfds, tmp_path, name, varia
   assert int(state.step) == config.train.num_train_steps
   assert (tmp_path / 'samples.png').is_file()
   bounds = jaxvae.evaluate(tmp_path).bounds
-  assert bounds.num_examples == _NUM_EXAMPLES and np.isfinite(bounds.bits_per_dim(bounds.iwae[4]).mean)
-  assert (
-    bounds.bits_per_dim_dims == num_dims and len(_run.Run(config).eval_batches()) == 1
-  )  # 12 examples, batches of 50
+  assert bounds.num_examples == _NUM_EXAMPLES and np.isfinite(bounds.nll_bits_per_dim.mean)
+  dequantization_bits = 8 if config.data.dequantize == 'uniform' else 0  # log2(256) per dimension
+  expected_bits = -bounds.iwae[4].mean / (num_dims * np.log(2)) + dequantization_bits
+  np.testing.assert_allclose(bounds.nll_bits_per_dim.mean, expected_bits, rtol=1e-6)
+  assert len(_run.Run(config).eval_batches()) == 1  # 12 mocked examples, batches of 50
