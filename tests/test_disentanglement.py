@@ -63,6 +63,15 @@ SMALL = {
 }
 
 
+NUM_CHANCE = 2000  # test-sample size where a score is checked against its exact chance level
+
+
+def _chance_stderr(num_values, num):
+  """Standard error of the mean over factors of `num` right-or-wrong guesses, each right with probability 1/n."""
+  p = 1.0 / np.asarray(num_values, np.float64)
+  return float(np.sqrt(np.sum(p * (1 - p) / num)) / len(p))
+
+
 @functools.cache
 def scores(metric, code, seed=0):
   return dis._METRIC_FUNCTIONS[metric](Factors(), CODES[code], seed=seed, **SMALL[metric])
@@ -72,14 +81,22 @@ def test_beta_vae_score():
   good, mixed, noise = (scores('beta_vae', c) for c in CODES)
   assert good['beta_vae_train_accuracy'] == good['beta_vae_eval_accuracy'] == 1.0
   assert mixed['beta_vae_eval_accuracy'] < 0.35  # about chance: every code changes alike whatever is fixed
-  assert abs(noise['beta_vae_eval_accuracy'] - 1 / K) < 0.1
+  assert abs(noise['beta_vae_eval_accuracy'] - 1 / K) < 4 * _chance_stderr([K], NUM_EVAL)
+  # On noise codes the predictions are independent of the uniform labels: expected accuracy exactly 1/K.
+  many = dis.beta_vae_score(Factors(), CODES['uninformative'], seed=0, num_train=NUM_TRAIN, num_eval=NUM_CHANCE)
+  assert abs(many['beta_vae_eval_accuracy'] - 1 / K) < 4 * _chance_stderr([K], NUM_CHANCE), many
 
 
 def test_factor_vae_score():
   good, mixed, noise = (scores('factor_vae', c) for c in CODES)
   assert good == {'factor_vae_train_accuracy': 1.0, 'factor_vae_eval_accuracy': 1.0, 'factor_vae_num_active_dims': 4}
   assert mixed['factor_vae_eval_accuracy'] < 0.35
-  assert abs(noise['factor_vae_eval_accuracy'] - 1 / K) < 0.1
+  assert abs(noise['factor_vae_eval_accuracy'] - 1 / K) < 4 * _chance_stderr([K], NUM_EVAL)
+  # A noise code's vote is independent of the uniformly drawn factor: expected accuracy exactly 1/K.
+  many = dis.factor_vae_score(
+    Factors(), CODES['uninformative'], seed=0, num_train=NUM_TRAIN, num_eval=NUM_CHANCE, num_variance_estimate=NUM_TRAIN
+  )
+  assert abs(many['factor_vae_eval_accuracy'] - 1 / K) < 4 * _chance_stderr([K], NUM_CHANCE), many
   assert noise['factor_vae_train_accuracy'] >= noise['factor_vae_eval_accuracy'] - 0.05  # votes fit on train
 
 
@@ -119,7 +136,8 @@ def test_dci():
     assert bad['dci_disentanglement'] < 0.1 and bad['dci_completeness'] < 0.1
   # Informativeness is not disentanglement: the trees still read the factors off mixed codes, but not off noise.
   assert mixed['dci_informativeness_eval_accuracy'] > 0.5
-  assert abs(noise['dci_informativeness_eval_accuracy'] - CHANCE) < 0.1
+  # Predictions from noise are independent of the uniform factors: each accuracy has mean 1/n_k exactly.
+  assert abs(noise['dci_informativeness_eval_accuracy'] - CHANCE) < 4 * _chance_stderr(VALUES, NUM_EVAL)
 
 
 def test_dci_with_duplicated_codes():
