@@ -372,7 +372,8 @@ class FactorVAETest(chex.TestCase):
     chex.assert_shape(permuted, z.shape)
     np.testing.assert_array_equal(jnp.sort(permuted, axis=0), jnp.sort(z, axis=0))
     correlation = np.corrcoef(np.asarray(permuted), rowvar=False)
-    assert np.all(np.abs(correlation[np.triu_indices(3, 1)]) < 0.1), correlation
+    # Independently permuted columns: each sample correlation has standard error 1 / sqrt(n); 4 of them.
+    assert np.all(np.abs(correlation[np.triu_indices(3, 1)]) < 4 / np.sqrt(len(z))), correlation
     np.testing.assert_allclose(np.corrcoef(np.asarray(z), rowvar=False), [[1, 1, -1], [1, 1, -1], [-1, -1, 1]])
 
   @chex.variants(with_jit=True, without_jit=True)
