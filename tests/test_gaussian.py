@@ -57,6 +57,15 @@ class DensityTest(chex.TestCase):
     np.testing.assert_allclose(jaxvae.diag_gaussian_log_prob(z, loc, log_var), expected, rtol=1e-6)
     np.testing.assert_allclose(jaxvae.standard_normal_log_prob(z), stats.norm.logpdf(z).sum(-1), rtol=1e-6)
 
+  def test_single_vectors_and_scalars(self):
+    # One latent vector [D] is the smallest input; a scalar has no latent axis to sum over.
+    np.testing.assert_allclose(jaxvae.standard_normal_log_prob(jnp.array([0.5])), stats.norm.logpdf(0.5), rtol=1e-6)
+    np.testing.assert_allclose(jaxvae.kl_diag_gaussian_standard_normal(jnp.array([1.0]), jnp.array([0.0])), 0.5)
+    with pytest.raises(ValueError, match=r'`z` must have at least 1 axes; got shape \(\)'):
+      jaxvae.standard_normal_log_prob(jnp.float32(0.5))
+    with pytest.raises(ValueError, match=r'`log_var` must have at least 1 axes; got shape \(\)'):
+      jaxvae.kl_diag_gaussian_standard_normal(jnp.array([1.0]), jnp.float32(0.0))
+
 
 class KLTest(chex.TestCase):
   @chex.variants(with_jit=True, without_jit=True)
@@ -79,6 +88,19 @@ class KLTest(chex.TestCase):
     )
     stderr = log_ratio.std() / np.sqrt(log_ratio.shape[0])
     np.testing.assert_allclose(kl, log_ratio.mean(0), atol=4 * stderr)
+
+  def test_kl_between_gaussians_sums_the_last_axis_and_broadcasts_p(self):
+    # q with sample and batch axes [S, B, D] against p [B, D]: one KL per sample and example, [S, B].
+    keys = jax.random.split(jax.random.key(2), 3)
+    loc_q, log_var_q = jax.random.normal(keys[0], (3, 2, 4)), jax.random.normal(keys[1], (3, 2, 4))
+    loc_p, log_var_p = jax.random.normal(keys[2], (2, 4)), jnp.full((2, 4), 0.3)
+    kl = jaxvae.kl_diag_gaussians(loc_q, log_var_q, loc_p, log_var_p)
+    chex.assert_shape(kl, (3, 2))
+    var_q, var_p = np.exp(np.asarray(log_var_q, np.float64)), np.exp(np.asarray(log_var_p, np.float64))[None]
+    expected = 0.5 * np.sum(
+      np.log(var_p / var_q) + (var_q + (np.asarray(loc_q, np.float64) - np.asarray(loc_p)[None]) ** 2) / var_p - 1, -1
+    )
+    np.testing.assert_allclose(kl, expected, rtol=1e-5)
 
   def test_kl_closed_forms_agree_and_vanish_at_equality(self):
     loc, log_var = jnp.array([[0.5, -1.0]]), jnp.array([[0.2, -0.7]])
