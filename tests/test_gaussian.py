@@ -61,6 +61,10 @@ class DensityTest(chex.TestCase):
     # One latent vector [D] is the smallest input; a scalar has no latent axis to sum over.
     np.testing.assert_allclose(jaxvae.standard_normal_log_prob(jnp.array([0.5])), stats.norm.logpdf(0.5), rtol=1e-6)
     np.testing.assert_allclose(jaxvae.kl_diag_gaussian_standard_normal(jnp.array([1.0]), jnp.array([0.0])), 0.5)
+    one = jnp.array([1.0])
+    np.testing.assert_allclose(jaxvae.kl_diag_gaussians(one, 0 * one, 0 * one, 0 * one), 0.5)
+    with pytest.raises(ValueError, match=r'`loc_p` must have at least 1 axes; got shape \(\)'):
+      jaxvae.kl_diag_gaussians(one, one, jnp.float32(0.0), jnp.float32(0.0))
     with pytest.raises(ValueError, match=r'`z` must have at least 1 axes; got shape \(\)'):
       jaxvae.standard_normal_log_prob(jnp.float32(0.5))
     with pytest.raises(ValueError, match=r'`log_var` must have at least 1 axes; got shape \(\)'):
