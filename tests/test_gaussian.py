@@ -9,6 +9,7 @@ from absl.testing import parameterized
 from jax.scipy import stats
 
 import jaxvae
+from jaxvae import _gaussian
 
 
 class SampleTest(chex.TestCase):
@@ -67,6 +68,10 @@ class DensityTest(chex.TestCase):
       jaxvae.kl_diag_gaussians(one, one, jnp.float32(0.0), jnp.float32(0.0))
     with pytest.raises(ValueError, match=r'`z` must have at least 1 axes; got shape \(\)'):
       jaxvae.standard_normal_log_prob(jnp.float32(0.5))
+    with pytest.raises(ValueError, match=r'`z` must have at least 1 axes; got shape \(\)'):
+      jaxvae.diag_gaussian_log_prob(jnp.float32(0.5), one, one)
+    with pytest.raises(ValueError, match=r'`loc` must have at least 1 axes; got shape \(\)'):
+      jaxvae.sample_diag_gaussian(jax.random.key(0), jnp.float32(0.0), jnp.float32(0.0))
     with pytest.raises(ValueError, match=r'`log_var` must have at least 1 axes; got shape \(\)'):
       jaxvae.kl_diag_gaussian_standard_normal(jnp.array([1.0]), jnp.float32(0.0))
 
@@ -119,6 +124,15 @@ class KLTest(chex.TestCase):
     np.testing.assert_allclose(
       jaxvae.kl_diag_gaussian_standard_normal(jnp.zeros(1), jnp.array([1e-4])), 0.5 * (np.expm1(1e-4) - 1e-4), rtol=5e-3
     )
+
+
+def test_noise_from_a_first_sample_on_continues_the_sequence():
+  # Sample k is normal(fold_in(key, k)) wherever a run starts: chunked IWAE relies on it.
+  key = jax.random.key(4)
+  whole = _gaussian.standard_normal_noise(key, (2, 3), num_samples=5, dtype=jnp.float32)
+  tail = _gaussian.standard_normal_noise(key, (2, 3), num_samples=3, dtype=jnp.float32, first_sample=2)
+  np.testing.assert_array_equal(tail, whole[2:])
+  np.testing.assert_array_equal(whole[1], jax.random.normal(jax.random.fold_in(key, 1), (2, 3)))
 
 
 def test_each_examples_noise_is_independent_of_the_batch_size():
