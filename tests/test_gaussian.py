@@ -126,6 +126,17 @@ class KLTest(chex.TestCase):
     )
 
 
+def test_samples_are_loc_plus_scale_times_the_numbered_noise():
+  # z = loc + exp(log_var / 2) eps with eps sample k = normal(fold_in(key, k)): the very noise
+  # `jaxvae.iwae_bound` pairs with z for log q(z|x), so the sign and the numbering matter, not only the law.
+  key, loc, log_var = jax.random.key(5), jnp.array([[1.0, -2.0]]), jnp.array([[0.4, -1.0]])
+  eps = _gaussian.standard_normal_noise(key=key, shape=(1, 2), num_samples=3, dtype=jnp.float32)
+  expected = loc[None] + jnp.exp(0.5 * log_var)[None] * eps
+  np.testing.assert_allclose(jaxvae.sample_diag_gaussian(key, loc=loc, log_var=log_var, num_samples=3), expected)
+  with pytest.raises(TypeError):  # behaviour flags are keyword-only
+    jaxvae.sample_diag_gaussian(key, loc, log_var, 3)
+
+
 def test_noise_from_a_first_sample_on_continues_the_sequence():
   # Sample k is normal(fold_in(key, k)) wherever a run starts: chunked IWAE relies on it.
   key = jax.random.key(4)
