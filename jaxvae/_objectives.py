@@ -129,38 +129,66 @@ def capacity(step: jax.typing.ArrayLike, *, capacity_max: float, num_steps: int)
 
 
 def capacity_objective(
-  reconstruction: jax.typing.ArrayLike, kl: jax.typing.ArrayLike, *, gamma: float, capacity: jax.typing.ArrayLike
+  reconstruction: jax.typing.ArrayLike,
+  kl: jax.typing.ArrayLike,
+  *,
+  gamma: float,
+  capacity: jax.typing.ArrayLike,
+  per_example: bool = False,
 ) -> jax.Array:
-  r"""The capacity-controlled beta-VAE objective of each example, in nats; higher is better.
+  r"""The capacity-controlled beta-VAE objective, in nats; higher is better.
 
-  .. math:: \mathcal L(x) = \mathbb E_{q(z|x)}[\log p(x|z)] - \gamma\, \bigl|\mathrm{KL}(q(z|x) \,\|\, p(z)) - C\bigr|
+  .. math::
+     \mathcal L = \frac1B \sum_i \mathbb E_{q(z|x_i)}[\log p(x_i|z)]
+       - \gamma\, \Bigl|\frac1B \sum_i \mathrm{KL}(q(z|x_i) \,\|\, p(z)) - C\Bigr|
 
   (Burgess et al. 2018, "Understanding disentangling in beta-VAE", eq. 8),
   with the capacity :math:`C` from `capacity`: the KL is pulled towards
   :math:`C` from either side, with weight :math:`\gamma` (1000 in the paper).
 
-  Applied per example, as eq. 8 is written. disentanglement_lib's `AnnealedVAE`
-  applies it to the batch: pass the batch means of `reconstruction` and `kl`
-  (scalars) for that variant, which only constrains the average KL.
+  By default the penalty applies to the batch-mean KL, as in the reference
+  implementations (Burgess et al.'s; disentanglement_lib's `AnnealedVAE`,
+  `methods/unsupervised/vae.py`; 1Konny/Beta-VAE): it constrains the average
+  information the code carries, and individual examples may carry more or less.
+  The result is then one scalar for the batch: the training loss is its
+  negative, with no further mean.
+
+  `per_example=True` instead pulls every example's KL towards :math:`C`,
+  :math:`\log p(x_i|z) - \gamma |\mathrm{KL}_i - C|` per example (its mean is
+  lower than the default wherever the KLs of a batch straddle :math:`C`); it is
+  not what the papers' results were obtained with.
 
   Args:
     reconstruction: :math:`\mathbb E_q[\log p(x|z)]`, `[B]`.
     kl: :math:`\mathrm{KL}(q(z|x) \| p(z))`, same shape.
     gamma: the weight of the capacity penalty.
-    capacity: :math:`C`, in nats: a scalar, or an array of the shape of `kl`.
+    capacity: :math:`C`, in nats: a scalar; with `per_example=True` also an
+      array of the shape of `kl`.
+    per_example: apply the penalty to each example's KL instead of the batch mean.
 
   Returns:
-    `[B]` (the shape of the inputs): the objective, in nats.
+    `[]`: the batch objective, in nats (the default); with `per_example=True`,
+    `[B]` (the shape of the inputs), one objective per example.
 
   Raises:
-    ValueError: if the terms are not floating arrays of one shape.
+    ValueError: if the terms are not floating arrays of one shape, or the
+      batch form gets a `capacity` that is not a scalar.
 
   >>> import jax.numpy as jnp
-  >>> capacity_objective(jnp.array([-10.0, -10.0]), jnp.array([3.0, 7.0]), gamma=100.0, capacity=5.0)
+  >>> reconstruction, kl = jnp.array([-10.0, -10.0]), jnp.array([3.0, 7.0])
+  >>> capacity_objective(reconstruction, kl, gamma=100.0, capacity=5.0)  # mean KL = C: no penalty
+  Array(-10., dtype=float32)
+  >>> capacity_objective(reconstruction, kl, gamma=100.0, capacity=5.0, per_example=True)  # |3 - 5| = |7 - 5| = 2
   Array([-210., -210.], dtype=float32)
   """
   reconstruction, kl = _check_terms(reconstruction=reconstruction, kl=kl)
-  return reconstruction - gamma * jnp.abs(kl - capacity)
+  if per_example:
+    return reconstruction - gamma * jnp.abs(kl - capacity)
+  if np.ndim(capacity) != 0:
+    raise ValueError(
+      f'`capacity` must be a scalar for the batch-mean objective (per_example=False); got shape {np.shape(capacity)}.'
+    )
+  return jnp.mean(reconstruction) - gamma * jnp.abs(jnp.mean(kl) - capacity)
 
 
 # -- beta-TCVAE --------------------------------------------------------------------------------------------------------

@@ -63,6 +63,15 @@ SMALL = {
 }
 
 
+NUM_CHANCE = 2000  # test-sample size where a score is checked against its exact chance level
+
+
+def _chance_stderr(num_values, num):
+  """Standard error of the mean over factors of `num` right-or-wrong guesses, each right with probability 1/n."""
+  p = 1.0 / np.asarray(num_values, np.float64)
+  return float(np.sqrt(np.sum(p * (1 - p) / num)) / len(p))
+
+
 @functools.cache
 def scores(metric, code, seed=0):
   return dis._METRIC_FUNCTIONS[metric](Factors(), CODES[code], seed=seed, **SMALL[metric])
@@ -72,14 +81,22 @@ def test_beta_vae_score():
   good, mixed, noise = (scores('beta_vae', c) for c in CODES)
   assert good['beta_vae_train_accuracy'] == good['beta_vae_eval_accuracy'] == 1.0
   assert mixed['beta_vae_eval_accuracy'] < 0.35  # about chance: every code changes alike whatever is fixed
-  assert abs(noise['beta_vae_eval_accuracy'] - 1 / K) < 0.1
+  assert abs(noise['beta_vae_eval_accuracy'] - 1 / K) < 4 * _chance_stderr([K], NUM_EVAL)
+  # On noise codes the predictions are independent of the uniform labels: expected accuracy exactly 1/K.
+  many = dis.beta_vae_score(Factors(), CODES['uninformative'], seed=0, num_train=NUM_TRAIN, num_eval=NUM_CHANCE)
+  assert abs(many['beta_vae_eval_accuracy'] - 1 / K) < 4 * _chance_stderr([K], NUM_CHANCE), many
 
 
 def test_factor_vae_score():
   good, mixed, noise = (scores('factor_vae', c) for c in CODES)
   assert good == {'factor_vae_train_accuracy': 1.0, 'factor_vae_eval_accuracy': 1.0, 'factor_vae_num_active_dims': 4}
   assert mixed['factor_vae_eval_accuracy'] < 0.35
-  assert abs(noise['factor_vae_eval_accuracy'] - 1 / K) < 0.1
+  assert abs(noise['factor_vae_eval_accuracy'] - 1 / K) < 4 * _chance_stderr([K], NUM_EVAL)
+  # A noise code's vote is independent of the uniformly drawn factor: expected accuracy exactly 1/K.
+  many = dis.factor_vae_score(
+    Factors(), CODES['uninformative'], seed=0, num_train=NUM_TRAIN, num_eval=NUM_CHANCE, num_variance_estimate=NUM_TRAIN
+  )
+  assert abs(many['factor_vae_eval_accuracy'] - 1 / K) < 4 * _chance_stderr([K], NUM_CHANCE), many
   assert noise['factor_vae_train_accuracy'] >= noise['factor_vae_eval_accuracy'] - 0.05  # votes fit on train
 
 
@@ -119,7 +136,8 @@ def test_dci():
     assert bad['dci_disentanglement'] < 0.1 and bad['dci_completeness'] < 0.1
   # Informativeness is not disentanglement: the trees still read the factors off mixed codes, but not off noise.
   assert mixed['dci_informativeness_eval_accuracy'] > 0.5
-  assert abs(noise['dci_informativeness_eval_accuracy'] - CHANCE) < 0.1
+  # Predictions from noise are independent of the uniform factors: each accuracy has mean 1/n_k exactly.
+  assert abs(noise['dci_informativeness_eval_accuracy'] - CHANCE) < 4 * _chance_stderr(VALUES, NUM_EVAL)
 
 
 def test_dci_with_duplicated_codes():
@@ -342,3 +360,64 @@ def _changing_width():
 def test_errors(call, match):
   with pytest.raises(ValueError, match=match):
     call()
+
+
+# Protocol details that change scores: each test below fails if the detail is dropped.
+
+
+def test_factor_vae_normalises_each_code_by_its_global_spread():
+  # Codes of very different scales, each a factor plus 5% noise: with the normalisation the code of the fixed
+  # factor has the smallest relative variance (0.05^2 / ~0.15 against ~1 for the others) and wins every vote,
+  # so both accuracies are exactly 1. Unnormalised, the small-scale code 2 (local variance 0.2^2 * ~0.15) beats
+  # the fixed factor's own code 0 (10^2 * 0.05^2) and code 3 (3^2 * 0.05^2), and the accuracy falls to about 1/2.
+  spread = np.array([10.0, 1.0, 0.2, 3.0])
+  code = lambda x: (x[:, :K] + 0.05 * x[:, K:]) * spread
+  result = dis.factor_vae_score(Factors(), code, seed=0, num_train=200, num_eval=100, num_variance_estimate=400)
+  assert result == {'factor_vae_train_accuracy': 1.0, 'factor_vae_eval_accuracy': 1.0, 'factor_vae_num_active_dims': 4}
+
+
+class _Binary:
+  """Two binary factors, P(v_0 = 1) = `p_first`, v_1 fair; the observation is the factors plus 0.1 noise.
+
+  After `switch_after` rendered observations, they show fresh factors instead of the given ones, so a
+  representation informative on the training sample says nothing about the labels of the test sample.
+  """
+
+  num_factors = 2
+  factors_num_values = [2, 2]
+
+  def __init__(self, p_first=0.5, switch_after=None):
+    self.p_first, self.switch_after, self.rendered = p_first, switch_after, 0
+
+  def sample_factors(self, num, random_state):
+    return np.stack([random_state.rand(num) < self.p_first, random_state.randint(2, size=num)], 1).astype(np.int64)
+
+  def sample_observations_from_factors(self, factors, random_state):
+    if self.switch_after is not None and self.rendered >= self.switch_after:
+      factors = self.sample_factors(len(factors), random_state)
+    self.rendered += len(factors)
+    return factors + 0.1 * random_state.normal(size=factors.shape)
+
+
+SAP_COUNT = 2000  # train and test samples of the SAP protocol tests
+# Standard error of one accuracy near 1/2 on the test sample.
+SAP_STDERR = math.sqrt(0.25 / SAP_COUNT)
+
+
+def test_sap_scores_on_the_test_sample():
+  # Scored on test data whose codes are independent of its factors, every accuracy has expectation 1/2, so
+  # SAP (the gap between the two best of two) is a few standard errors at most; scored on the training data
+  # the own code is right every time and the other at chance: SAP = 1 - 1/2.
+  ground_truth = _Binary(switch_after=SAP_COUNT)
+  result = dis.sap(ground_truth, lambda x: x, seed=0, num_train=SAP_COUNT, num_eval=SAP_COUNT)
+  assert ground_truth.rendered == 2 * SAP_COUNT
+  assert result['sap'] < 4 * SAP_STDERR, result
+
+
+def test_sap_balances_the_classes():
+  # v_0 is 1 in a tenth of the samples. Each code separates its own factor (accuracy 1), and a class-balanced
+  # classifier on the other code splits on that code, independent of the label: accuracy 1/2 whatever the
+  # class frequencies. So SAP = 1 - 1/2, within 4 standard errors of the mean of the two chance accuracies.
+  # Unbalanced, the code of v_1 predicts v_0's majority class (accuracy 0.9) and SAP falls to about 0.3.
+  result = dis.sap(_Binary(p_first=0.1), lambda x: x, seed=0, num_train=SAP_COUNT, num_eval=SAP_COUNT)
+  assert abs(result['sap'] - 0.5) < 4 * SAP_STDERR / math.sqrt(2), result
