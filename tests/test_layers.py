@@ -9,7 +9,9 @@ from conftest import ROOT
 
 # From the top down; a module imports only modules of its own layer or below.
 LAYERS = (
-  ('scripts.train', 'scripts.eval', 'scripts._common_flags'),
+  ('__main__', 'scripts.train', 'scripts.eval', 'scripts._common_flags'),
+  # The shipped configs import only each other.
+  tuple(f'configs.{path.stem}' for path in (ROOT / 'jaxvae' / 'configs').glob('*.py') if path.stem != '__init__'),
   ('_train', '_evaluate'),
   ('_run',),
   ('_config', '_checkpoint', '_log_writer', '_pictures', '_dataset_bounds', '_disentanglement', '_parallel'),
