@@ -5,8 +5,11 @@ config's name (`default:smoke`, `celeba:64`). Rerunning with the same
 --workdir resumes from its latest checkpoint.
 """
 
+import json
+import pathlib
 import sys
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -25,7 +28,28 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   _common_flags.join_processes()
-  jaxvae.train_and_evaluate(_CONFIG.value, _common_flags.WORKDIR.value)
+  workdir = pathlib.Path(_common_flags.WORKDIR.value)
+  state = jaxvae.train_and_evaluate(_CONFIG.value, workdir)
+  if jax.process_index() == 0:
+    print(_summary(workdir, int(state.step)))
+
+
+def _summary(workdir: pathlib.Path, step: int) -> str:
+  """One line: the test-set bound logged at the last checkpoint, and the paths training wrote."""
+  records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text(encoding='utf-8').splitlines() if line]
+  last = next((r for r in reversed(records) if 'eval_elbo' in r or 'eval_reconstruction' in r), {})
+  if 'eval_elbo' in last:
+    result = f'test ELBO {last["eval_elbo"]:.2f} nats/example (1 sample) at step {last["step"]}'
+  elif 'eval_reconstruction' in last:
+    result = f'test log p(x | z = encoder mean) {last["eval_reconstruction"]:.2f} nats/example at step {last["step"]}'
+  else:
+    result = f'trained to step {step}'
+  written = ', '.join(
+    str(workdir / name)
+    for name in ('checkpoints', 'metrics.jsonl', 'tensorboard', 'samples.png', 'reconstructions.png')
+    if (workdir / name).exists()
+  )
+  return f'{result}; wrote {written}'
 
 
 def _with_shipped_configs(argv: list[str]) -> list[str]:
