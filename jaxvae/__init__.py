@@ -61,6 +61,9 @@ from jaxvae._train import train_and_evaluate
 from jaxvae._dataset_bounds import BoundsSummary, Estimate, evaluate_bounds
 from jaxvae._evaluate import Evaluation, evaluate, format_table
 
+# A trained model.
+from jaxvae._load import Model, load
+
 # Metrics: disentanglement.
 from jaxvae._disentanglement import (
   METRICS,
@@ -127,6 +130,9 @@ __all__ = (
   'Evaluation',
   'evaluate',
   'format_table',
+  # A trained model.
+  'Model',
+  'load',
   # Metrics.
   'METRICS',
   'GroundTruthData',

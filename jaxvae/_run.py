@@ -30,6 +30,7 @@ from jaxvae import (
   _family,
   _models,
   _parallel,
+  _pictures,
   _types,
 )
 
@@ -213,6 +214,23 @@ class Run:
       process_count=jax.process_count(),
       features=('image', 'label') if self.dataset.num_classes else ('image',),
     )
+
+  def eval_sample(self, num: int) -> _types.Batch:
+    """`num` examples of the evaluation split for pictures: seeded by `eval.seed`, spread over the split.
+
+    One example from each of `num` equal stretches of the split (of its first
+    `eval.num_examples` if set), so a split stored sorted by class still
+    shows every class. The batch has `'image'` as stored, `'index'` (the
+    positions, which fix each example's evaluation noise) and `'label'`
+    where the data have labels.
+    """
+    config = self.config
+    source = _data.open_source(config.data, config.data.eval_split)
+    size = min(len(source), config.eval.num_examples) if config.eval.num_examples else len(source)
+    indices = _pictures.spread_indices(size, num, seed=config.eval.seed)
+    batch = source.read(indices)
+    features = ('image', 'label') if self.dataset.num_classes else ('image',)
+    return {**{name: np.asarray(batch[name]) for name in features}, 'index': indices}
 
   def prepare_eval(self, batch: _types.Batch) -> jax.Array:
     """An evaluation batch's images in the likelihood's domain, with noise fixed per example."""

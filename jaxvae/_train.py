@@ -156,7 +156,7 @@ def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path) -> _r
         _checkpoint.save(manager, step, state, config, data_iterator=batches, force=is_last)
     manager.wait_until_finished()
     if jax.process_index() == 0:
-      _write_grids(run, state, test_data, writer, workdir)
+      _write_grids(run, state, writer, workdir)
   finally:
     progress.close()
     writer.close()
@@ -190,17 +190,10 @@ def _test_elbo(
   return {'eval_elbo': float(values['elbo'].mean()), 'eval_kl': float(values['kl'].mean())}
 
 
-def _write_grids(
-  run: _run.Run, state: _run.TrainState, test_data: _data.EvalBatches, writer: _log_writer.LogWriter, workdir
-) -> None:
-  """`samples.png` and `reconstructions.png` from the first test examples (their conditions, if conditional)."""
+def _write_grids(run: _run.Run, state: _run.TrainState, writer: _log_writer.LogWriter, workdir) -> None:
+  """`samples.png` and `reconstructions.png` of a spread sample of test examples (and their conditions)."""
   rows = run.config.eval.num_image_rows
-  batches = []
-  for batch in test_data:
-    batches.append(batch)
-    if sum(len(b['index']) for b in batches) >= rows * rows:
-      break
-  first = {name: np.concatenate([b[name] for b in batches])[: rows * rows] for name in batches[0]}
+  first = run.eval_sample(rows * rows)
   inputs = jax.jit(run.prepare_eval)(first)
   key = jax.random.key(run.config.eval.seed)
   grids = _pictures.sample_and_reconstruction_grids(

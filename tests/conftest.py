@@ -29,3 +29,13 @@ def load_config(name: str = 'default', variant: str = ''):
 def smoke_config():
   """The tiny `configs/default.py:smoke` config: seconds to train on a CPU."""
   return load_config('default', 'smoke')
+
+
+@pytest.fixture(scope='session')
+def smoke_run(tmp_path_factory):
+  """The workdir of a finished `configs/default.py:smoke` run (6 steps, checkpoints at 3 and 6), and its state."""
+  import jaxvae
+
+  workdir = tmp_path_factory.mktemp('smoke_run')
+  state = jaxvae.train_and_evaluate(load_config('default', 'smoke'), workdir)
+  return workdir, state

@@ -67,14 +67,39 @@ def test_several_k_and_the_pictures_of_a_2d_latent_space(two_dimensional_run):
   pictures = two_dimensional_run / 'pictures'
   assert {p.name for p in pictures.iterdir()} == {
     'traversals.png',
+    'interpolations.png',
     'manifold.png',
+    'manifold_data.png',
     'latent_scatter.png',
     'training_curves.png',
   }
+  assert set(evaluation.pictures) == set(pictures.iterdir())
   manifold = np.asarray(Image.open(pictures / 'manifold.png'))
-  assert manifold.shape[:2] == (2 * (20 * 29 + 1),) * 2  # 20 x 20 digits of 28 px, 1 px apart, shown at 2x
+  # 20 x 20 digits of 28 px, 1 px apart, framed by axes with ticks and labels.
+  assert manifold.shape[0] > 20 * 29 + 1 and manifold.shape[1] > 20 * 29 + 1
   traversals = np.asarray(Image.open(pictures / 'traversals.png'))
-  assert traversals.shape[0] == 2 * (2 * 29 + 1)  # one row per latent dimension
+  assert traversals.shape[0] == 2 * (_pictures._HEADER_HEIGHT + 2 * 29 + 1)  # one row per latent dimension
+  interpolations = np.asarray(Image.open(pictures / 'interpolations.png'))
+  # eval.num_image_rows = 2 pairs (smoke): x_a, 8 points, x_b
+  assert interpolations.shape[:2] == (2 * (2 * 29 + 1), 2 * (10 * 29 + 1))
+
+
+def test_eval_scalars_reach_tensorboard_at_the_checkpoint_step(two_dimensional_run):
+  from tensorboard.backend.event_processing import event_accumulator
+
+  evaluation = jaxvae.evaluate(two_dimensional_run, iwae_num_samples=(1, 5), pictures=False)
+  accumulator = event_accumulator.EventAccumulator(str(two_dimensional_run / 'tensorboard'))
+  accumulator.Reload()
+  expected = {
+    'eval_elbo_nats': evaluation.bounds.elbo.mean,
+    'eval_iwae_k5_nats': evaluation.bounds.iwae[5].mean,
+    'eval_nll_nats': evaluation.bounds.nll.mean,
+    'eval_nll_bpd': evaluation.bounds.bits_per_dim(evaluation.bounds.iwae[5]).mean,
+  }
+  for name, value in expected.items():
+    events = accumulator.Scalars(name)
+    assert events[-1].step == evaluation.step == 6
+    np.testing.assert_allclose(events[-1].value, value, rtol=1e-6)
 
 
 def test_evaluation_errors(two_dimensional_run):

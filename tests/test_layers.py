@@ -9,8 +9,10 @@ from conftest import ROOT
 
 # From the top down; a module imports only modules of its own layer or below.
 LAYERS = (
-  ('scripts.train', 'scripts.eval', 'scripts._common_flags'),
-  ('_train', '_evaluate'),
+  ('__main__', 'scripts.train', 'scripts.eval', 'scripts._common_flags'),
+  # The shipped configs import only each other.
+  tuple(f'configs.{path.stem}' for path in (ROOT / 'jaxvae' / 'configs').glob('*.py') if path.stem != '__init__'),
+  ('_train', '_evaluate', '_load'),
   ('_run',),
   ('_config', '_checkpoint', '_log_writer', '_pictures', '_dataset_bounds', '_disentanglement', '_parallel'),
   ('_family', '_conditions', '_data', '_dsprites'),
@@ -18,7 +20,7 @@ LAYERS = (
   ('_bounds', '_gaussian', '_likelihoods', '_objectives', '_checks', '_types'),
 )
 # Same-layer pairs that must not import each other either way.
-INDEPENDENT = (('_train', '_evaluate'),)
+INDEPENDENT = (('_train', '_evaluate'), ('_train', '_load'), ('_evaluate', '_load'))
 
 
 def _imports() -> dict[str, set[str]]:

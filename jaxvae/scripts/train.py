@@ -1,15 +1,25 @@
-"""Trains a VAE: `python train.py --config configs/default.py --workdir DIR [--config.field=value ...]`.
+"""Trains a VAE: `jaxvae-train --config default --workdir DIR [--config.field=value ...]`.
 
-Rerunning with the same --workdir resumes from its latest checkpoint.
+`--config` takes a config file (`configs/default.py:smoke`) or a shipped
+config's name (`default:smoke`, `celeba:64`). Rerunning with the same
+--workdir resumes from its latest checkpoint.
 """
 
+import json
+import pathlib
+import sys
+
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 import jaxvae
+from jaxvae import configs
 from jaxvae.scripts import _common_flags
 
-_CONFIG = config_flags.DEFINE_config_file('config', None, 'Path to a config file, e.g. configs/default.py.')
+_CONFIG = config_flags.DEFINE_config_file(
+  'config', None, f'A config file (e.g. configs/default.py:smoke) or a shipped config: {", ".join(configs.names())}.'
+)
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -18,8 +28,40 @@ def main(argv: list[str]) -> None:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   _common_flags.join_processes()
-  jaxvae.train_and_evaluate(_CONFIG.value, _common_flags.WORKDIR.value)
+  workdir = pathlib.Path(_common_flags.WORKDIR.value)
+  state = jaxvae.train_and_evaluate(_CONFIG.value, workdir)
+  if jax.process_index() == 0:
+    print(_summary(workdir, int(state.step)))
+
+
+def _summary(workdir: pathlib.Path, step: int) -> str:
+  """One line: the test-set bound logged at the last checkpoint, and the paths training wrote."""
+  records = [json.loads(line) for line in (workdir / 'metrics.jsonl').read_text(encoding='utf-8').splitlines() if line]
+  last = next((r for r in reversed(records) if 'eval_elbo' in r or 'eval_reconstruction' in r), {})
+  if 'eval_elbo' in last:
+    result = f'test ELBO {last["eval_elbo"]:.2f} nats/example (1 sample) at step {last["step"]}'
+  elif 'eval_reconstruction' in last:
+    result = f'test log p(x | z = encoder mean) {last["eval_reconstruction"]:.2f} nats/example at step {last["step"]}'
+  else:
+    result = f'trained to step {step}'
+  written = ', '.join(
+    str(workdir / name)
+    for name in ('checkpoints', 'metrics.jsonl', 'tensorboard', 'samples.png', 'reconstructions.png')
+    if (workdir / name).exists()
+  )
+  return f'{result}; wrote {written}'
+
+
+def _with_shipped_configs(argv: list[str]) -> list[str]:
+  """`argv` with `--config`'s value resolved by `jaxvae.configs.resolve` (names of shipped configs)."""
+  argv = list(argv)
+  for i, arg in enumerate(argv):
+    if arg.startswith('--config='):
+      argv[i] = '--config=' + configs.resolve(arg.removeprefix('--config='))
+    elif arg == '--config' and i + 1 < len(argv):
+      argv[i + 1] = configs.resolve(argv[i + 1])
+  return argv
 
 
 def run() -> None:
-  app.run(main)
+  app.run(main, argv=_with_shipped_configs(sys.argv))

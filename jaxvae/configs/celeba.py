@@ -18,7 +18,7 @@ Needs `tfds build celeb_a --file_format=array_record` first (see README).
 
 import ml_collections
 
-from configs import common, default
+from jaxvae.configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

@@ -9,7 +9,7 @@ lambda_d = 10 lambda_od); DIP-VAE-II that of q(z) (lambda_d = lambda_od = 10).
 
 import ml_collections
 
-from configs import common, dsprites
+from jaxvae.configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

@@ -10,7 +10,7 @@ reconstruction log-likelihood only, and says so.
 
 import ml_collections
 
-from configs import common, default
+from jaxvae.configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

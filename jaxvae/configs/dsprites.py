@@ -13,7 +13,7 @@ unsupervised study, Appendix).
 
 import ml_collections
 
-from configs import common, default
+from jaxvae.configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

@@ -8,7 +8,7 @@ dSprites settings (Section 5); the conv model is that of configs/dsprites.py.
 
 import ml_collections
 
-from configs import common, dsprites
+from jaxvae.configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

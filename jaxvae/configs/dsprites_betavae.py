@@ -7,7 +7,7 @@ The standard 64x64 conv encoder/decoder with 10 latents of configs/dsprites.py.
 
 import ml_collections
 
-from configs import common, dsprites
+from jaxvae.configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

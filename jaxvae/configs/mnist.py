@@ -17,7 +17,7 @@ objective itself is a separate objective. Needs the dataset prepared by
 
 import ml_collections
 
-from configs import common, default
+from jaxvae.configs import common, default
 
 _EPOCHS = sum(3**i for i in range(8))  # 3,280
 

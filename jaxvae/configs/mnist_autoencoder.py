@@ -9,7 +9,7 @@ defines no likelihood p(x): eval.py reports the reconstruction only.
 
 import ml_collections
 
-from configs import common, default
+from jaxvae.configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

@@ -8,7 +8,7 @@ bound instead of the ELBO; compare `eval.py` of this run with the default one.
 
 import ml_collections
 
-from configs import common, default
+from jaxvae.configs import common, default
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

@@ -15,7 +15,7 @@ e.g. `configs/mnist_cvae.py:inpaint,smoke`.
 
 import ml_collections
 
-from configs import common, default
+from jaxvae.configs import common, default
 
 _CONDITIONS = ('label', 'inpaint', 'structure')
 

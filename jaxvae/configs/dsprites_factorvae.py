@@ -10,7 +10,7 @@ parameters and optimiser state are checkpointed with the VAE's. gamma = 35.
 
 import ml_collections
 
-from configs import common, dsprites
+from jaxvae.configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

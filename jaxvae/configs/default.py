@@ -11,7 +11,7 @@ e.g. `--config.optim.learning_rate=3e-4 --config.model.latent_dim=2`.
 
 import ml_collections
 
-from configs import common
+from jaxvae.configs import common
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:

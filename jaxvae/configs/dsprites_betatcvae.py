@@ -9,7 +9,7 @@ dimension-wise KL) is estimated by minibatch-weighted sampling over the
 
 import ml_collections
 
-from configs import common, dsprites
+from jaxvae.configs import common, dsprites
 
 
 def get_config(variant: str = '') -> ml_collections.ConfigDict:
