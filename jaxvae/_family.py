@@ -96,10 +96,12 @@ def family_loss(
     objective_value = _objectives.beta_vae_objective(out.reconstruction, out.kl, beta=objective.beta)
   elif name == 'capacity_vae':
     capacity = _objectives.capacity(step, capacity_max=objective.capacity_max, num_steps=objective.capacity_steps)
+    metrics['train_capacity'] = capacity
+    # Burgess et al.'s form: the batch-mean KL pulled towards C; the objective is already the batch's scalar.
     objective_value = _objectives.capacity_objective(
       out.reconstruction, out.kl, gamma=objective.capacity_gamma, capacity=capacity
     )
-    metrics['train_capacity'] = capacity
+    return -objective_value, metrics, z
   elif name == 'beta_tcvae':
     terms = _objectives.decomposed_kl_mws(z, out.loc, out.log_var, dataset_size=dataset_size)
     objective_value = _objectives.beta_tcvae_objective(
