@@ -209,7 +209,7 @@ class Model:
 
     Returns:
       A `BoundsSummary` in nats per example (`.elbo`, `.iwae[K]`, `.nll`,
-      `.bits_per_dim(...)`); a deterministic model (autoencoder, WAE) has
+      `.nll_bits_per_dim`, ...); a deterministic model (autoencoder, WAE) has
       only `.reconstruction`, log p(x | z = encoder mean).
     """
     x = self._checked(x, condition)
@@ -223,6 +223,7 @@ class Model:
         iwae_chunk_size=self.config.eval.iwae_chunk_size,
         mesh=self._run.mesh,
         condition_fn=None if condition is None else lambda x, batch, key: batch['condition'],
+        scored_mask_fn=self._run.scored_mask,
         deterministic=self.config.objective.name in _family.DETERMINISTIC,
       )
     batch = {'image': np.asarray(x)}

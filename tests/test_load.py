@@ -71,7 +71,7 @@ def test_bounds_match_evaluate_bounds(smoke_run):
   assert summary.num_examples == 6 and sorted(summary.iwae) == [1, 10]
   np.testing.assert_allclose(summary.elbo.mean, expected.elbo.mean, rtol=1e-5)
   np.testing.assert_allclose(summary.iwae[10].mean, expected.iwae[10].mean, rtol=1e-5)
-  assert summary.bits_per_dim(summary.nll) is not None  # Bernoulli on binary digits
+  assert summary.nll_bits_per_dim is not None  # Bernoulli on binary digits
 
 
 def test_errors(smoke_run):
