@@ -95,7 +95,7 @@ def evaluate(
   metrics = tuple(config.eval.disentanglement_metrics if metrics is None else metrics)
   _check_metrics(config, metrics)
   run = _run.Run(config)
-  state = run.restore(workdir, step)
+  step, state = run.restore(workdir, [s for s in _checkpoint.checkpoint_steps(workdir) if s <= step])
   batches = run.eval_batches()
   bounds = run.bounds_fn(elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=ks)
   values = _dataset_bounds.per_example_bounds(

@@ -81,7 +81,7 @@ def test_two_processes_train_resume_and_match_one_process(smoke_config, tmp_path
     for p in (0, 1):  # each process saved its own input position
       position = tmp_path / 'checkpoints' / str(step) / 'data_iterator' / f'process_{p}-of-2.json'
       assert json.loads(position.read_text()) == {'next_index': step}
-  restored = _run.Run(smoke_config, mesh=_parallel.make_mesh(jax.devices()[:1])).restore(tmp_path, 6)
+  _, restored = _run.Run(smoke_config, mesh=_parallel.make_mesh(jax.devices()[:1])).restore(tmp_path, [6])
   chex.assert_trees_all_close(
     _parallel.local_copy(restored.params), _reference_params(smoke_config, 6), rtol=1e-5, atol=1e-6
   )

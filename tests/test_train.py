@@ -106,12 +106,15 @@ def test_lengthening_a_cosine_schedule_is_refused(smoke_config, tmp_path):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
-def test_checkpoint_with_an_inconsistent_data_position_is_refused(smoke_config, tmp_path):
+def test_checkpoint_with_an_inconsistent_data_position_is_damaged(smoke_config, tmp_path):
   smoke_config.train.num_train_steps = 3
   jaxvae.train_and_evaluate(smoke_config, tmp_path)
   (tmp_path / 'checkpoints' / '3' / 'data_iterator' / 'process_0-of-1.json').write_text('{"next_index": 2}')
   smoke_config.train.num_train_steps = 6
-  with pytest.raises(ValueError, match='the checkpoint at step 3 in .* saved the input pipeline at batch 2'):
+  with pytest.raises(
+    jaxvae.NoIntactCheckpointError,
+    match=r'no intact checkpoint in .*\(step 3: .*saved the state of step 3 and the input pipeline at batch 2',
+  ):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
