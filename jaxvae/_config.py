@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,16 +19,20 @@ def _int_at_least(low: int) -> _Check:
   return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f'an integer >= {low}'
 
 
+def _is_finite_number(v: Any) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _positive_number() -> _Check:
-  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), 'a number > 0'
+  return (lambda v: _is_finite_number(v) and v > 0), 'a finite number > 0'
 
 
 def _non_negative_number() -> _Check:
-  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0), 'a number >= 0'
+  return (lambda v: _is_finite_number(v) and v >= 0), 'a finite number >= 0'
 
 
 def _number() -> _Check:
-  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)), 'a number'
+  return _is_finite_number, 'a finite number'
 
 
 def _string() -> _Check:
@@ -131,9 +137,7 @@ def validate_config(config: _types.Config) -> None:
   flat = flatten(config.to_dict())
   unknown = sorted(set(flat) - set(_SCHEMA))
   if unknown:
-    section = unknown[0].rpartition('.')[0]
-    known = sorted(k for k in _SCHEMA if k.rpartition('.')[0] == section)
-    raise ValueError(f'unknown config field {unknown[0]!r}; known fields here: {", ".join(known)}.')
+    check_field_names(unknown)
   missing = sorted(set(_SCHEMA) - set(flat))
   if missing:
     raise ValueError(f'config field {missing[0]!r} is missing; start from configs/default.py, which sets every field.')
@@ -156,6 +160,30 @@ def validate_config(config: _types.Config) -> None:
       f'config.eval.disentanglement_metrics need data with ground-truth factors (dsprites); '
       f'{config.data.dataset!r} has none. Set config.eval.disentanglement_metrics=().'
     )
+
+
+def check_field_names(paths: list[str] | tuple[str, ...]) -> None:
+  """Raises ValueError for the first of the dotted config field `paths` that the schema does not know.
+
+  The message suggests the closest known fields: `num_train_steps` points to
+  `train.num_train_steps`, `train.batch_sise` to `train.batch_size`.
+
+  Raises:
+    ValueError: naming the unknown field, the fields it may mean and the
+      known fields of its section.
+  """
+  for path in paths:
+    if path in _SCHEMA:
+      continue
+    leaf = path.rpartition('.')[2]
+    # A right field under the wrong section first, then fields spelled alike.
+    suggestions = [k for k in _SCHEMA if k.rpartition('.')[2] == leaf]
+    suggestions += [k for k in difflib.get_close_matches(path, _SCHEMA, n=3, cutoff=0.6) if k not in suggestions]
+    hint = f' Did you mean {" or ".join(repr(k) for k in suggestions[:3])}?' if suggestions else ''
+    section = path.rpartition('.')[0]
+    known = sorted(k for k in _SCHEMA if k.rpartition('.')[0] == section) if section else []
+    here = f' Known fields here: {", ".join(known)}.' if known else ''
+    raise ValueError(f'unknown config field {path!r}.{hint}{here}')
 
 
 def _check_objective(config: _types.Config) -> None:

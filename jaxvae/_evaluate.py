@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -59,13 +60,16 @@ def evaluate(
   metrics: Sequence[str] | None = None,
   dataset: str | None = None,
   pictures: bool = True,
+  output_dir: str | pathlib.Path | None = None,
 ) -> Evaluation:
   """Evaluates the latest checkpoint in `workdir` on the evaluation split, with the config stored beside it.
 
   Bounds (or, for a deterministic model, the reconstruction), then on data
   with ground-truth factors the disentanglement metrics, then pictures
-  (process 0). Writes `workdir/eval/step_<step>.json` and
-  `workdir/pictures/*.png`; `format_table` makes the table `eval.py` prints.
+  (process 0). Writes `eval/step_<step>.json` and `pictures/*.png` under
+  `output_dir`; `format_table` makes the table `eval.py` prints. Reads
+  `workdir` only (a trainer may be writing there); damaged checkpoints are
+  passed over with a warning for the newest intact one.
 
   Args:
     workdir: the `--workdir` of a training run.
@@ -76,15 +80,22 @@ def evaluate(
     dataset: if given, the dataset the caller means to evaluate on; it must
       be the one the checkpoint was trained on.
     pictures: whether to draw the pictures.
+    output_dir: where to write (default: `workdir`); checked before any
+      computation.
 
   Returns:
     An `Evaluation`.
 
   Raises:
-    FileNotFoundError: if `workdir` has no checkpoint.
-    ValueError: for K < 1, a `dataset` other than the checkpoint's, or
-      metrics on a dataset without ground-truth factors.
+    FileNotFoundError: if `workdir` has no intact checkpoint
+      (`NoIntactCheckpointError` if it has damaged ones only).
+    ValueError: for K < 1, a `dataset` other than the checkpoint's, metrics
+      on a dataset without ground-truth factors, or an `output_dir` that
+      cannot be written.
   """
+  output_dir = pathlib.Path(workdir if output_dir is None else output_dir)
+  if jax.process_index() == 0:
+    _check_writable(output_dir)
   step, config = _checkpoint.latest_run(workdir)
   if dataset is not None and dataset != config.data.dataset:
     raise ValueError(
@@ -118,11 +129,25 @@ def evaluate(
   )
   if jax.process_index() != 0:
     return evaluation
-  drawn = _draw_pictures(pathlib.Path(workdir), run, state.params, batches, step) if pictures else []
-  path = pathlib.Path(workdir) / 'eval' / f'step_{step}.json'
+  drawn = _draw_pictures(output_dir, run, state.params, batches, step) if pictures else []
+  path = output_dir / 'eval' / f'step_{step}.json'
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps(evaluation.to_dict(), indent=2) + '\n')
   return dataclasses.replace(evaluation, path=path, pictures=tuple(drawn))
+
+
+def _check_writable(directory: pathlib.Path) -> None:
+  """Raises ValueError unless `directory` exists or can be made, and can be written."""
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / f'.write_test_{os.getpid()}'
+    probe.touch()
+    probe.unlink()
+  except OSError as error:
+    raise ValueError(
+      f'cannot write the evaluation to {directory} ({error.strerror or error}); pass --output_dir=DIR '
+      '(evaluate(output_dir=...)) naming a directory you can write.'
+    ) from None
 
 
 def _check_metrics(config: _types.Config, metrics: Sequence[str]) -> None:
