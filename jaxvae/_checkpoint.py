@@ -20,6 +20,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from jaxvae import _parallel, _types
 
@@ -163,11 +164,14 @@ def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any
 
   Raises:
     ValueError: if the restored state's checksum differs from the one saved
-      with it (silent corruption), or it holds inf or NaN. A damaged
-      checkpoint raises whatever reading it raises.
+      with it (silent corruption), or it holds inf or NaN, or the step's
+      metadata is not JSON. A damaged checkpoint raises whatever reading it
+      raises.
   """
   import grain  # pylint: disable=import-outside-toplevel
 
+  # Orbax reads past a garbled step metadata file with an error log; a checkpoint with one is damaged.
+  json.loads((pathlib.Path(manager.directory) / str(step) / '_CHECKPOINT_METADATA').read_text(encoding='utf-8'))
   items = {'state': ocp.args.StandardRestore(abstract_state), 'checksum': ocp.args.JsonRestore()}
   if data_iterator is not None:
     items['data_iterator'] = grain.checkpoint.CheckpointRestore(data_iterator)
@@ -234,6 +238,30 @@ def _no_checkpoint_message(workdir: str | pathlib.Path, skipped: list[Skipped]) 
     )
   listed = '; '.join(f'step {s.step}: {s.reason}' for s in skipped)
   return f'no intact checkpoint in {directory} ({listed}). Start afresh in a new --workdir.'
+
+
+def set_aside(steps: list[int], workdir: str | pathlib.Path) -> pathlib.Path:
+  """Moves the step directories of damaged checkpoints to `workdir/damaged_checkpoints/` (process 0; all wait).
+
+  Only the trainer holding the workdir's lock may call this.
+
+  Returns:
+    The directory they were moved to.
+  """
+  target = pathlib.Path(workdir).absolute() / 'damaged_checkpoints'
+  if jax.process_index() == 0:
+    target.mkdir(exist_ok=True)
+    for step in steps:
+      destination = target / str(step)
+      suffix = 0
+      while destination.exists():
+        suffix += 1
+        destination = target / f'{step}.{suffix}'
+      (checkpoint_dir(workdir) / str(step)).rename(destination)
+      logging.warning('moved the damaged checkpoint at step %d to %s', step, destination)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices('jaxvae_set_aside_damaged_checkpoints')
+  return target
 
 
 def checkpoint_steps(workdir: str | pathlib.Path) -> list[int]:

@@ -155,7 +155,8 @@ class Run:
     """The newest intact checkpoint's state, with `data_iterator` moved to its position; or a fresh state.
 
     Damaged checkpoints (missing, truncated or corrupt files, a checksum
-    mismatch) are passed over with a warning naming each one and why.
+    mismatch) are passed over with a warning naming each one and why, and
+    moved to `workdir/damaged_checkpoints/` (the run saves those steps again).
 
     Raises:
       ValueError: if the checkpoint's run differs from this one in a field a
@@ -187,8 +188,12 @@ class Run:
         )
       return restored
 
-    step, state, _ = _checkpoint.restore_latest_intact(workdir, restore)
+    step, state, skipped = _checkpoint.restore_latest_intact(workdir, restore)
     _agree_across_processes(step, 'the checkpoint to resume from')
+    if skipped:
+      # The run saves those steps again; the damaged directories would block it.
+      _checkpoint.set_aside([s.step for s in skipped], workdir)
+      manager.reload()
     return state
 
   def restore(self, workdir: str | pathlib.Path, steps: Sequence[int] | None = None) -> tuple[int, TrainState]:
@@ -209,10 +214,15 @@ class Run:
       lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=replicated), jax.eval_shape(self.init_state)
     )
     manager = _checkpoint.open_manager(workdir, read_only=True)
+
+    def restore(step: int) -> TrainState:
+      _checkpoint.stored_config(workdir, step)  # a checkpoint without its config is damaged
+      return _checkpoint.restore_state(manager, step, abstract_state)
+
     try:
       step, state, _ = _checkpoint.restore_latest_intact(
         workdir,
-        lambda step: _checkpoint.restore_state(manager, step, abstract_state),
+        restore,
         steps=None if steps is None else list(steps),
       )
     finally:
