@@ -245,11 +245,17 @@ def _check_preprocessing(config: _types.Config) -> None:
 
 
 # Fields that may change when a run is resumed: how long it runs, how often it
-# logs and saves, and how it is evaluated. Anything else would make the
-# restored state mean something different.
+# logs and saves, how it is evaluated, and (to go on after a divergence from the
+# last good checkpoint) the optimiser's learning rate, schedule and clipping,
+# which leave the optimiser state's structure alone. Anything else would make
+# the restored state mean something different.
 _RESUMABLE_CHANGES = (
   'data.data_dir',
   'data.read_threads',
+  'optim.learning_rate',
+  'optim.schedule',
+  'optim.warmup_steps',
+  'optim.grad_clip_norm',
   'train.num_train_steps',
   'train.log_every',
   'train.checkpoint_every',
@@ -258,22 +264,34 @@ _RESUMABLE_CHANGES = (
 )
 
 
-def check_resumable(stored: _types.Config, config: _types.Config, workdir: Any) -> None:
-  """Raises ValueError if `config` changes a field that the run `stored` in `workdir` must keep when resumed."""
+def check_resumable(stored: _types.Config, config: _types.Config, workdir: Any) -> list[str]:
+  """Checks that `config` may resume the run `stored` in `workdir`.
+
+  Returns:
+    The changes it makes, one `config.FIELD changed from OLD to NEW` each.
+
+  Raises:
+    ValueError: naming the first field that a resume must keep and `config` changes.
+  """
   stored_flat, flat = flatten(stored.to_dict()), flatten(config.to_dict())
+  changes = []
   for path in sorted(set(stored_flat) | set(flat)):
     # The cosine schedules are functions of the run's length: lengthening it would rescale the past.
-    schedule_depends_on_length = path == 'train.num_train_steps' and flat.get('optim.schedule') in (
-      'cosine',
-      'warmup_cosine',
+    schedule_depends_on_length = (
+      path == 'train.num_train_steps'
+      and flat.get('optim.schedule') in ('cosine', 'warmup_cosine')
+      and stored_flat.get('optim.schedule') == flat.get('optim.schedule')
     )
     if path.startswith(_RESUMABLE_CHANGES) and path in stored_flat and path in flat and not schedule_depends_on_length:
+      if stored_flat[path] != flat[path]:
+        changes.append(f'config.{path} changed from {stored_flat[path]!r} to {flat[path]!r}')
       continue
     if stored_flat.get(path) != flat.get(path):
       raise ValueError(
         f'{workdir} holds a run with config.{path} = {stored_flat.get(path)!r}, but this run sets '
         f'{flat.get(path)!r}. Resume with the same setting, or start the new run in a fresh --workdir.'
       )
+  return changes
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

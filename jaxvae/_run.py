@@ -10,6 +10,7 @@ evaluation data and the jitted bounds function over them. The drivers
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import pathlib
 from collections.abc import Sequence
@@ -80,12 +81,14 @@ def make_optimizer(config: _types.Config) -> optax.GradientTransformation:
   default model.
   """
   optim = config.optim
-  transforms = []
-  if optim.grad_clip_norm > 0:
-    transforms.append(optax.clip_by_global_norm(optim.grad_clip_norm))
+  # The state's structure is the same whatever the learning rate, schedule and clipping (identity and clipping
+  # have the same empty state; a constant is a schedule too), so a resume may change them, e.g. after a divergence.
+  clip = optax.clip_by_global_norm(optim.grad_clip_norm) if optim.grad_clip_norm > 0 else optax.identity()
+  schedule = learning_rate_schedule(config)
+  if not callable(schedule):
+    schedule = optax.constant_schedule(schedule)
   options = {'eps': optim.eps} if optim.eps > 0 else {}
-  transforms.append(getattr(optax, optim.name)(learning_rate=learning_rate_schedule(config), **options))
-  return optax.chain(*transforms)
+  return optax.chain(clip, getattr(optax, optim.name)(learning_rate=schedule, **options))
 
 
 class Run:
@@ -175,9 +178,12 @@ class Run:
     def restore(step: int) -> TrainState:
       stored_config = _checkpoint.stored_config(workdir, step)
       try:
-        _config.check_resumable(stored_config, self.config, workdir)
+        changes = _config.check_resumable(stored_config, self.config, workdir)
       except ValueError as error:
         raise _checkpoint.MismatchError(str(error)) from None
+      for change in changes:
+        if change.startswith('config.optim.'):
+          logging.warning('resuming from the checkpoint at step %d with %s', step, change)
       _checkpoint.check_process_layout(workdir, step)
       restored = _checkpoint.restore_state(manager, step, abstract_state, data_iterator=data_iterator)
       position = data_iterator.get_state()['next_index']
