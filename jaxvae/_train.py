@@ -214,7 +214,16 @@ def _train_loop(run: _run.Run, workdir: pathlib.Path, signals: _StopSignals) -> 
   pending: list[_types.Metrics] = []  # device metrics since the last log line; fetched only when logged
   skipped = collections.deque(maxlen=SKIPPED_UPDATES_WINDOW)  # 1.0 per step whose update was skipped
   last_logged = first_step
+  kept = [manager.latest_step()]  # the newest checkpoint, for the peer watch's message
+
+  def describe_loss() -> str:
+    if kept[0] is None:
+      return 'No checkpoint was saved: the run starts afresh when every process is rerun.'
+    return f'The steps after the checkpoint at step {kept[0]} are lost; rerun every process to resume from it.'
+
+  watch = _parallel.PeerWatch(describe_loss=describe_loss)
   try:
+    watch.start()
     for step in range(first_step + 1, num_steps + 1):
       batch = next(batches)
       _check_finite_batch(batch, step)
@@ -238,10 +247,19 @@ def _train_loop(run: _run.Run, workdir: pathlib.Path, signals: _StopSignals) -> 
           _checkpoint.save(manager, step, state, config, data_iterator=batches, force=True)
         manager.wait_until_finished()
         raise Preempted(step, signals.signum or signal.SIGTERM)
+      if saved:
+        kept[0] = step  # (a save in flight when a process dies may not be complete; the rerun checks)
     manager.wait_until_finished()
+    watch.stop()
     if jax.process_index() == 0:
       _write_grids(run, state, test_data, writer, workdir)
+  except jax.errors.JaxRuntimeError:
+    # A collective failed: most likely another process died. Rather than a traceback now and a C++ abort when JAX
+    # shuts down, let the watch name the lost process in one line (it ends this one).
+    watch.await_verdict()
+    raise
   finally:
+    watch.stop()
     progress.close()
     writer.close()
     manager.close()

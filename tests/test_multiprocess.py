@@ -133,3 +133,24 @@ def test_sigterm_to_one_process_saves_the_same_step_on_both(tmp_path):
   for p in (0, 1):
     position = tmp_path / 'checkpoints' / str(step) / 'data_iterator' / f'process_{p}-of-2.json'
     assert json.loads(position.read_text()) == {'next_index': step}
+
+
+def test_when_one_process_dies_the_other_stops_with_one_line(tmp_path):
+  processes = _start_two_processes(
+    'train.py', '--config=configs/default.py:smoke', f'--workdir={tmp_path}', '--config.train.num_train_steps=100000'
+  )
+  try:
+    deadline = time.monotonic() + 240
+    while not ((tmp_path / 'metrics.jsonl').exists() and (tmp_path / 'metrics.jsonl').read_text()):
+      assert all(p.poll() is None for p in processes) and time.monotonic() < deadline
+      time.sleep(0.2)
+    processes[1].kill()  # kill -9
+    killed = time.monotonic()
+    output = processes[0].communicate(timeout=_parallel.PEER_TIMEOUT_S + 60)[0]
+    seconds = time.monotonic() - killed
+  finally:
+    for process in processes:
+      process.kill()
+  assert processes[0].returncode == 1 and seconds < _parallel.PEER_TIMEOUT_S + 15, (seconds, output[-3000:])
+  assert 'error: process 1 of 2 stopped' in output and 'process 0 stops too' in output, output[-3000:]
+  assert 'Check failure stack trace' not in output and 'Fatal Python error' not in output
