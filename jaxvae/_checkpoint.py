@@ -185,6 +185,9 @@ def restore_state(manager: ocp.CheckpointManager, step: int, abstract_state: Any
   return restored['state']
 
 
+_RELIST_ROUNDS = 3
+
+
 def restore_latest_intact(
   workdir: str | pathlib.Path,
   restore: Callable[[int], Any],
@@ -209,18 +212,24 @@ def restore_latest_intact(
     NoIntactCheckpointError: if there is no checkpoint, or every one is damaged.
     MismatchError: whatever `restore` raises of it.
   """
-  steps = checkpoint_steps(workdir) if steps is None else steps
-  skipped = []
-  for step in sorted(steps, reverse=True):
-    try:
-      restored = restore(step)
-    except MismatchError:
-      raise
-    except Exception as error:  # noqa: BLE001 (whatever reading a damaged checkpoint raises)
-      skipped.append(Skipped(step, _one_line(error)))
-      logging.warning('skipped the damaged checkpoint at step %d in %s: %s', step, workdir, skipped[-1].reason)
-      continue
-    return step, restored, skipped
+  fixed, skipped, tried = steps is not None, [], set()
+  # A trainer may save new checkpoints, and delete old ones, while a reader walks back: when every listed step
+  # has failed, the steps saved meanwhile are tried too (a few rounds).
+  for _ in range(_RELIST_ROUNDS):
+    candidates = sorted(set(steps if fixed else checkpoint_steps(workdir)) - tried, reverse=True)
+    if not candidates:
+      break
+    for step in candidates:
+      tried.add(step)
+      try:
+        restored = restore(step)
+      except MismatchError:
+        raise
+      except Exception as error:  # noqa: BLE001 (whatever reading a damaged checkpoint raises)
+        skipped.append(Skipped(step, _one_line(error)))
+        logging.warning('skipped the damaged checkpoint at step %d in %s: %s', step, workdir, skipped[-1].reason)
+        continue
+      return step, restored, skipped
   raise NoIntactCheckpointError(_no_checkpoint_message(workdir, skipped))
 
 

@@ -106,7 +106,7 @@ def evaluate(
   metrics = tuple(config.eval.disentanglement_metrics if metrics is None else metrics)
   _check_metrics(config, metrics)
   run = _run.Run(config)
-  step, state = run.restore(workdir, [s for s in _checkpoint.checkpoint_steps(workdir) if s <= step])
+  step, state = run.restore(workdir)  # the newest intact checkpoint, perhaps newer than the config's
   batches = run.eval_batches()
   bounds = run.bounds_fn(elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=ks)
   values = _dataset_bounds.per_example_bounds(
