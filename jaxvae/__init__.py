@@ -54,8 +54,10 @@ from jaxvae._data import binarize, dequantize
 
 # Training.
 from jaxvae._config import validate_config
+from jaxvae._checkpoint import NoIntactCheckpointError, NonFiniteStateError
 from jaxvae._run import TrainState
-from jaxvae._train import train_and_evaluate
+from jaxvae._train import Preempted, train_and_evaluate
+from jaxvae._workdir import WorkdirInUseError
 
 # Evaluation.
 from jaxvae._dataset_bounds import BoundsSummary, Estimate, evaluate_bounds
@@ -121,7 +123,11 @@ __all__ = (
   'dequantize',
   # Training.
   'validate_config',
+  'NoIntactCheckpointError',
+  'NonFiniteStateError',
+  'Preempted',
   'TrainState',
+  'WorkdirInUseError',
   'train_and_evaluate',
   # Evaluation.
   'BoundsSummary',

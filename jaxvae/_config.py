@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -17,12 +19,16 @@ def _int_at_least(low: int) -> _Check:
   return (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= low), f'an integer >= {low}'
 
 
+def _is_finite_number(v: Any) -> bool:
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _positive_number() -> _Check:
-  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0), 'a number > 0'
+  return (lambda v: _is_finite_number(v) and v > 0), 'a finite number > 0'
 
 
 def _non_negative_number() -> _Check:
-  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0), 'a number >= 0'
+  return (lambda v: _is_finite_number(v) and v >= 0), 'a finite number >= 0'
 
 
 def _optional(check: _Check) -> _Check:
@@ -31,7 +37,7 @@ def _optional(check: _Check) -> _Check:
 
 
 def _number() -> _Check:
-  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)), 'a number'
+  return _is_finite_number, 'a finite number'
 
 
 def _string() -> _Check:
@@ -136,9 +142,7 @@ def validate_config(config: _types.Config) -> None:
   flat = flatten(config.to_dict())
   unknown = sorted(set(flat) - set(_SCHEMA))
   if unknown:
-    section = unknown[0].rpartition('.')[0]
-    known = sorted(k for k in _SCHEMA if k.rpartition('.')[0] == section)
-    raise ValueError(f'unknown config field {unknown[0]!r}; known fields here: {", ".join(known)}.')
+    check_field_names(unknown)
   missing = sorted(set(_SCHEMA) - set(flat))
   if missing:
     raise ValueError(f'config field {missing[0]!r} is missing; start from configs/default.py, which sets every field.')
@@ -161,6 +165,30 @@ def validate_config(config: _types.Config) -> None:
       f'config.eval.disentanglement_metrics need data with ground-truth factors (dsprites); '
       f'{config.data.dataset!r} has none. Set config.eval.disentanglement_metrics=().'
     )
+
+
+def check_field_names(paths: list[str] | tuple[str, ...]) -> None:
+  """Raises ValueError for the first of the dotted config field `paths` that the schema does not know.
+
+  The message suggests the closest known fields: `num_train_steps` points to
+  `train.num_train_steps`, `train.batch_sise` to `train.batch_size`.
+
+  Raises:
+    ValueError: naming the unknown field, the fields it may mean and the
+      known fields of its section.
+  """
+  for path in paths:
+    if path in _SCHEMA:
+      continue
+    leaf = path.rpartition('.')[2]
+    # A right field under the wrong section first, then fields spelled alike.
+    suggestions = [k for k in _SCHEMA if k.rpartition('.')[2] == leaf]
+    suggestions += [k for k in difflib.get_close_matches(path, _SCHEMA, n=3, cutoff=0.6) if k not in suggestions]
+    hint = f' Did you mean {" or ".join(repr(k) for k in suggestions[:3])}?' if suggestions else ''
+    section = path.rpartition('.')[0]
+    known = sorted(k for k in _SCHEMA if k.rpartition('.')[0] == section) if section else []
+    here = f' Known fields here: {", ".join(known)}.' if known else ''
+    raise ValueError(f'unknown config field {path!r}.{hint}{here}')
 
 
 def _check_objective(config: _types.Config) -> None:
@@ -222,11 +250,17 @@ def _check_preprocessing(config: _types.Config) -> None:
 
 
 # Fields that may change when a run is resumed: how long it runs, how often it
-# logs and saves, and how it is evaluated. Anything else would make the
-# restored state mean something different.
+# logs and saves, how it is evaluated, and (to go on after a divergence from the
+# last good checkpoint) the optimiser's learning rate, schedule and clipping,
+# which leave the optimiser state's structure alone. Anything else would make
+# the restored state mean something different.
 _RESUMABLE_CHANGES = (
   'data.data_dir',
   'data.read_threads',
+  'optim.learning_rate',
+  'optim.schedule',
+  'optim.warmup_steps',
+  'optim.grad_clip_norm',
   'train.num_train_steps',
   'train.log_every',
   'train.checkpoint_every',
@@ -235,22 +269,34 @@ _RESUMABLE_CHANGES = (
 )
 
 
-def check_resumable(stored: _types.Config, config: _types.Config, workdir: Any) -> None:
-  """Raises ValueError if `config` changes a field that the run `stored` in `workdir` must keep when resumed."""
+def check_resumable(stored: _types.Config, config: _types.Config, workdir: Any) -> list[str]:
+  """Checks that `config` may resume the run `stored` in `workdir`.
+
+  Returns:
+    The changes it makes, one `config.FIELD changed from OLD to NEW` each.
+
+  Raises:
+    ValueError: naming the first field that a resume must keep and `config` changes.
+  """
   stored_flat, flat = flatten(stored.to_dict()), flatten(config.to_dict())
+  changes = []
   for path in sorted(set(stored_flat) | set(flat)):
     # The cosine schedules are functions of the run's length: lengthening it would rescale the past.
-    schedule_depends_on_length = path == 'train.num_train_steps' and flat.get('optim.schedule') in (
-      'cosine',
-      'warmup_cosine',
+    schedule_depends_on_length = (
+      path == 'train.num_train_steps'
+      and flat.get('optim.schedule') in ('cosine', 'warmup_cosine')
+      and stored_flat.get('optim.schedule') == flat.get('optim.schedule')
     )
     if path.startswith(_RESUMABLE_CHANGES) and path in stored_flat and path in flat and not schedule_depends_on_length:
+      if stored_flat[path] != flat[path]:
+        changes.append(f'config.{path} changed from {stored_flat[path]!r} to {flat[path]!r}')
       continue
     if stored_flat.get(path) != flat.get(path):
       raise ValueError(
         f'{workdir} holds a run with config.{path} = {stored_flat.get(path)!r}, but this run sets '
         f'{flat.get(path)!r}. Resume with the same setting, or start the new run in a fresh --workdir.'
       )
+  return changes
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = '') -> dict[str, Any]:

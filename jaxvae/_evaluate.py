@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -59,15 +60,19 @@ def evaluate(
   metrics: Sequence[str] | None = None,
   dataset: str | None = None,
   pictures: bool = True,
+  output_dir: str | pathlib.Path | None = None,
 ) -> Evaluation:
   """Evaluates the latest checkpoint in `workdir` on the evaluation split, with the config stored beside it.
 
   Bounds (or, for a deterministic model, the reconstruction), then on data
   with ground-truth factors the disentanglement metrics, then pictures
-  (process 0). Writes `workdir/eval/step_<step>.json`, the scalars of
-  `evaluation_scalars` to TensorBoard (`workdir/tensorboard`) and
-  `metrics.jsonl` at the checkpoint's step, and `workdir/pictures/*.png`;
-  `format_table` makes the table `eval.py` prints.
+  (process 0). Writes under `output_dir` (default: `workdir`):
+  `eval/step_<step>.json`, `pictures/*.png`, and the scalars of
+  `evaluation_scalars` with the pictures at the checkpoint's step to
+  `eval/metrics.jsonl` and TensorBoard (`eval/tensorboard`), files of its own
+  that a trainer never writes. `format_table` makes the table `eval.py`
+  prints. Reads `workdir` only (a trainer may be writing there); damaged
+  checkpoints are passed over with a warning for the newest intact one.
 
   Args:
     workdir: the `--workdir` of a training run.
@@ -78,15 +83,22 @@ def evaluate(
     dataset: if given, the dataset the caller means to evaluate on; it must
       be the one the checkpoint was trained on.
     pictures: whether to draw the pictures.
+    output_dir: where to write (default: `workdir`); checked before any
+      computation.
 
   Returns:
     An `Evaluation`.
 
   Raises:
-    FileNotFoundError: if `workdir` has no checkpoint.
-    ValueError: for K < 1, a `dataset` other than the checkpoint's, or
-      metrics on a dataset without ground-truth factors.
+    FileNotFoundError: if `workdir` has no intact checkpoint
+      (`NoIntactCheckpointError` if it has damaged ones only).
+    ValueError: for K < 1, a `dataset` other than the checkpoint's, metrics
+      on a dataset without ground-truth factors, or an `output_dir` that
+      cannot be written.
   """
+  output_dir = pathlib.Path(workdir if output_dir is None else output_dir)
+  if jax.process_index() == 0:
+    _check_writable(output_dir)
   step, config = _checkpoint.latest_run(workdir)
   if dataset is not None and dataset != config.data.dataset:
     raise ValueError(
@@ -97,7 +109,7 @@ def evaluate(
   metrics = tuple(config.eval.disentanglement_metrics if metrics is None else metrics)
   _check_metrics(config, metrics)
   run = _run.Run(config)
-  state = run.restore(workdir, step)
+  step, state = run.restore(workdir)  # the newest intact checkpoint, perhaps newer than the config's
   batches = run.eval_batches()
   bounds = run.bounds_fn(elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=ks)
   values = _dataset_bounds.per_example_bounds(
@@ -120,15 +132,17 @@ def evaluate(
   )
   if jax.process_index() != 0:
     return evaluation
-  drawn = _draw_pictures(pathlib.Path(workdir), run, state.params, batches, step) if pictures else []
-  path = pathlib.Path(workdir) / 'eval' / f'step_{step}.json'
+  path = output_dir / 'eval' / f'step_{step}.json'
   path.parent.mkdir(parents=True, exist_ok=True)
-  path.write_text(json.dumps(evaluation.to_dict(), indent=2) + '\n')
-  writer = _log_writer.LogWriter(workdir)
+  writer = _log_writer.LogWriter(path.parent)
   try:
+    drawn = (
+      _draw_pictures(output_dir, pathlib.Path(workdir), run, state.params, batches, step, writer) if pictures else []
+    )
     writer.write_scalars(step, evaluation_scalars(evaluation))
   finally:
     writer.close()
+  path.write_text(json.dumps(evaluation.to_dict(), indent=2) + '\n')
   return dataclasses.replace(evaluation, path=path, pictures=tuple(drawn))
 
 
@@ -154,6 +168,20 @@ def evaluation_scalars(evaluation: Evaluation) -> dict[str, float]:
         scalars['eval_nll_bpd'] = bounds.nll_bits_per_dim.mean
   scalars.update({f'eval_{name}': float(score) for name, score in evaluation.disentanglement.items()})
   return scalars
+
+
+def _check_writable(directory: pathlib.Path) -> None:
+  """Raises ValueError unless `directory` exists or can be made, and can be written."""
+  try:
+    directory.mkdir(parents=True, exist_ok=True)
+    probe = directory / f'.write_test_{os.getpid()}'
+    probe.touch()
+    probe.unlink()
+  except OSError as error:
+    raise ValueError(
+      f'cannot write the evaluation to {directory} ({error.strerror or error}); pass --output_dir=DIR '
+      '(evaluate(output_dir=...)) naming a directory you can write.'
+    ) from None
 
 
 def _check_metrics(config: _types.Config, metrics: Sequence[str]) -> None:
@@ -194,7 +222,15 @@ def _disentanglement_scores(run: _run.Run, params: Any, metrics: Sequence[str]) 
   )
 
 
-def _draw_pictures(workdir: pathlib.Path, run: _run.Run, params: Any, batches, step: int) -> list[pathlib.Path]:
+def _draw_pictures(
+  output_dir: pathlib.Path,
+  workdir: pathlib.Path,
+  run: _run.Run,
+  params: Any,
+  batches: _data.EvalBatches,
+  step: int,
+  writer: _log_writer.LogWriter,
+) -> list[pathlib.Path]:
   """The pictures of `_pictures`: from a spread sample of the split, and the posterior means of its examples.
 
   Only a latent space of at most 2 dimensions needs the means of every
@@ -214,22 +250,19 @@ def _draw_pictures(workdir: pathlib.Path, run: _run.Run, params: Any, batches, s
       if len(batch['index']):
         locs.append(np.asarray(posterior_mean(prepare(batch), {k: jnp.asarray(v) for k, v in batch.items()})[0]))
         labels.append(batch.get('label'))
-  writer = _log_writer.LogWriter(workdir)
-  try:
-    return _pictures.write_pictures(
-      workdir,
-      config=run.config,
-      vae=run.vae,
-      params=local_params,
-      inputs=inputs,
-      labels=np.concatenate(labels) if labels[0] is not None else None,
-      condition=condition,
-      loc=np.concatenate(locs),
-      writer=writer,
-      step=step,
-    )
-  finally:
-    writer.close()
+  return _pictures.write_pictures(
+    output_dir,
+    config=run.config,
+    vae=run.vae,
+    params=local_params,
+    inputs=inputs,
+    labels=np.concatenate(labels) if labels[0] is not None else None,
+    condition=condition,
+    loc=np.concatenate(locs),
+    writer=writer,
+    step=step,
+    training_log=workdir / 'metrics.jsonl',
+  )
 
 
 def format_table(evaluation: Evaluation) -> str:

@@ -30,17 +30,18 @@ def load(workdir: str | pathlib.Path, *, step: int | None = None) -> Model:
   Raises:
     FileNotFoundError: if `workdir` has no checkpoint, or none at `step`.
   """
-  latest, config = _checkpoint.latest_run(workdir)
-  if step is not None and step != latest:
-    directory = _checkpoint.checkpoint_dir(workdir)
-    config_file = directory / str(step) / 'config' / 'metadata'
-    if not config_file.is_file():
-      steps = sorted(int(p.name) for p in directory.glob('*') if p.name.isdigit())
-      raise FileNotFoundError(f'no checkpoint at step {step} in {directory}; its steps are {steps}.')
-    config = _checkpoint.config_from_json(config_file.read_text(encoding='utf-8'))
-  step = latest if step is None else step
+  if step is None:
+    _, config = _checkpoint.latest_run(workdir)
+  else:
+    steps = _checkpoint.checkpoint_steps(workdir)
+    if step not in steps:
+      raise FileNotFoundError(
+        f'no checkpoint at step {step} in {_checkpoint.checkpoint_dir(workdir)}; its steps are {steps}.'
+      )
+    config = _checkpoint.stored_config(workdir, step)
   run = _run.Run(config)
-  return Model(run, run.restore(workdir, step).params, step=step)
+  step, state = run.restore(workdir, None if step is None else [step])
+  return Model(run, state.params, step=step)
 
 
 class Model:

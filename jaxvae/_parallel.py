@@ -9,10 +9,15 @@ Each process feeds only its own rows of the global batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
+import jax._src.distributed
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
@@ -87,3 +92,90 @@ def initialize_distributed(**coordinates: Any) -> None:
   # Only CPU devices use this setting; without it they have no cross-process collectives.
   jax.config.update('jax_cpu_collectives_implementation', 'gloo')
   jax.distributed.initialize(**coordinates)
+
+
+# A process that shows no sign of life for this long is taken for dead (killed, crashed, cut off): JAX's own
+# heartbeat takes 100 s and then aborts with a C++ stack dump.
+PEER_TIMEOUT_S = 20.0
+# A process not seen yet (still compiling, say) gets this long from the watch's start.
+PEER_STARTUP_TIMEOUT_S = 180.0
+
+
+class PeerWatch:
+  """While open, ends this process with one line on stderr if another process of the run stops.
+
+  Each process ticks a counter in the coordination service's key-value store
+  every second from a daemon thread and watches the others' counters. A peer
+  whose counter has not moved for `timeout_s`, or a coordination service
+  that no longer answers (process 0 gone), ends this process at once
+  (`os._exit(1)`: the main thread may be blocked in a collective that will
+  never complete) after printing one line naming the lost process and what
+  is lost (`describe_loss()`). A no-op with one process.
+
+  Args:
+    describe_loss: what the run loses if it stops now, e.g. the steps since
+      the last checkpoint; called in the watching thread.
+    timeout_s: how long a peer may show no sign of life.
+  """
+
+  def __init__(self, *, describe_loss: Callable[[], str], timeout_s: float = PEER_TIMEOUT_S):
+    self._describe_loss, self._timeout_s = describe_loss, timeout_s
+    self._stop = threading.Event()
+    self._thread: threading.Thread | None = None
+
+  def start(self) -> PeerWatch:
+    """Starts watching (once)."""
+    client = jax._src.distributed.global_state.client  # noqa: SLF001 (JAX exposes no public handle to it)
+    if jax.process_count() > 1 and client is not None and self._thread is None:
+      self._thread = threading.Thread(target=self._watch, args=(client,), daemon=True, name='jaxvae-peer-watch')
+      self._thread.start()
+    return self
+
+  def await_verdict(self) -> None:
+    """After a failed collective: waits long enough for the watch to end this process if a peer is dead."""
+    if self._thread is not None and not self._stop.is_set():
+      self._stop.wait(self._timeout_s + 5.0)
+
+  def stop(self) -> None:
+    """Stops watching: from now on the peers may end (e.g. finish the run) in their own time."""
+    self._stop.set()
+
+  def __enter__(self) -> PeerWatch:
+    return self.start()
+
+  def __exit__(self, *exc_info) -> None:
+    self.stop()
+
+  def _watch(self, client: Any) -> None:
+    me, count = jax.process_index(), jax.process_count()
+    start = time.monotonic()
+    last = {p: (None, start) for p in range(count) if p != me}  # peer -> (its counter, when it last moved)
+    tick = 0
+    while not self._stop.wait(1.0):
+      tick += 1
+      now = time.monotonic()
+      try:
+        client.key_value_set(f'jaxvae_peer_watch/{me}', str(tick), allow_overwrite=True)
+        for peer, (seen, since) in last.items():
+          try:
+            value = client.key_value_try_get(f'jaxvae_peer_watch/{peer}')
+          except Exception:  # noqa: BLE001 (not ticked yet)
+            value = None
+          if value != seen:
+            last[peer] = (value, now)
+          elif now - since > (self._timeout_s if seen is not None else PEER_STARTUP_TIMEOUT_S):
+            self._die(
+              f'process {peer} of {count} stopped (no sign of life for {now - since:.0f} s: killed, crashed or cut off)'
+            )
+      except Exception:  # noqa: BLE001 (whatever the client raises once the service is gone)
+        if self._stop.is_set():
+          return
+        self._die(f'lost the coordinator, process 0 of {count} (killed, crashed or cut off)')
+
+  def _die(self, what: str) -> None:
+    if self._stop.is_set():
+      return
+    print(
+      f'error: {what}; process {jax.process_index()} stops too. {self._describe_loss()}', file=sys.stderr, flush=True
+    )
+    os._exit(1)

@@ -338,7 +338,7 @@ _DRAWN_AT_SCALE = ('latent_scatter', 'training_curves', 'manifold', 'manifold_da
 
 
 def write_pictures(
-  workdir: pathlib.Path,
+  out_dir: pathlib.Path,
   *,
   config: _types.Config,
   vae: _models.VAE,
@@ -349,11 +349,12 @@ def write_pictures(
   loc: np.ndarray,
   writer: Any,
   step: int,
+  training_log: pathlib.Path | None = None,
 ) -> list[pathlib.Path]:
-  """Draws every picture that applies to the model into `workdir/pictures/` and TensorBoard; returns the files.
+  """Draws every picture that applies to the model into `out_dir/pictures/` and TensorBoard; returns the files.
 
   Args:
-    workdir: the run's directory.
+    out_dir: where the pictures go (the run's directory, or eval.py's --output_dir).
     config: the run config.
     vae: the model; `params` its (process-local) parameters.
     inputs: test inputs `[N, H, W, C]`, in the likelihood's domain: a seeded
@@ -367,6 +368,7 @@ def write_pictures(
       manifold's range over the data (`eval.py` passes process 0's share).
     writer: a `LogWriter`.
     step: the checkpoint's step.
+    training_log: the run's `metrics.jsonl`, whose curves are drawn if it exists.
   """
   latent_dim = config.model.latent_dim
   key = jax.random.key(config.eval.seed)
@@ -411,14 +413,13 @@ def write_pictures(
       pictures['conditional_samples'] = image_grid(grid, columns=rows)
   if latent_dim == 2:
     pictures['latent_scatter'] = latent_scatter(loc, labels)
-  if (workdir / 'metrics.jsonl').is_file():
-    pictures['training_curves'] = training_curves(workdir / 'metrics.jsonl')
+  if training_log is not None and training_log.is_file():
+    pictures['training_curves'] = training_curves(training_log)
 
-  out_dir = workdir / 'pictures'
-  out_dir.mkdir(parents=True, exist_ok=True)
+  (out_dir / 'pictures').mkdir(parents=True, exist_ok=True)
   paths = []
   for name, picture in pictures.items():
-    path = out_dir / f'{name}.png'
+    path = out_dir / 'pictures' / f'{name}.png'
     save_png(path, picture, scale=1 if name in _DRAWN_AT_SCALE else 2)
     writer.write_image(step, name, picture)
     paths.append(path)

@@ -10,8 +10,10 @@ evaluation data and the jitted bounds function over them. The drivers
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import pathlib
+from collections.abc import Sequence
 from typing import Any
 
 import flax
@@ -20,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+from jax.experimental import multihost_utils
 
 from jaxvae import (
   _checkpoint,
@@ -79,12 +82,14 @@ def make_optimizer(config: _types.Config) -> optax.GradientTransformation:
   default model.
   """
   optim = config.optim
-  transforms = []
-  if optim.grad_clip_norm > 0:
-    transforms.append(optax.clip_by_global_norm(optim.grad_clip_norm))
+  # The state's structure is the same whatever the learning rate, schedule and clipping (identity and clipping
+  # have the same empty state; a constant is a schedule too), so a resume may change them, e.g. after a divergence.
+  clip = optax.clip_by_global_norm(optim.grad_clip_norm) if optim.grad_clip_norm > 0 else optax.identity()
+  schedule = learning_rate_schedule(config)
+  if not callable(schedule):
+    schedule = optax.constant_schedule(schedule)
   options = {'eps': optim.eps} if optim.eps > 0 else {}
-  transforms.append(getattr(optax, optim.name)(learning_rate=learning_rate_schedule(config), **options))
-  return optax.chain(*transforms)
+  return optax.chain(clip, getattr(optax, optim.name)(learning_rate=schedule, **options))
 
 
 class Run:
@@ -151,41 +156,86 @@ class Run:
   def restore_or_init(
     self, manager: ocp.CheckpointManager, workdir: str | pathlib.Path, data_iterator: Any
   ) -> TrainState:
-    """The latest checkpoint's state, with `data_iterator` moved to its position; or a fresh state.
+    """The newest intact checkpoint's state, with `data_iterator` moved to its position; or a fresh state.
+
+    Damaged checkpoints (missing, truncated or corrupt files, a checksum
+    mismatch) are passed over with a warning naming each one and why, and
+    moved to `workdir/damaged_checkpoints/` (the run saves those steps again).
 
     Raises:
       ValueError: if the checkpoint's run differs from this one in a field a
-        resume must keep, was saved by another number of processes, or
-        saved an input position other than its step.
+        resume must keep, or was saved by another number of processes.
+      jaxvae.NoIntactCheckpointError: if checkpoints exist but none is intact
+        (one that saved an input position other than its step is damaged).
     """
     state = self.init_state()
-    step = manager.latest_step()
-    if step is None:
+    if not _checkpoint.checkpoint_steps(workdir):
       return state
-    _, stored_config = _checkpoint.latest_run(workdir)
-    _config.check_resumable(stored_config, self.config, workdir)
-    _checkpoint.check_process_layout(workdir, step)
-    state = _checkpoint.restore_state(manager, step, state, data_iterator=data_iterator)
-    position = data_iterator.get_state()['next_index']
-    if position != int(state.step):
-      raise ValueError(
-        f'the checkpoint at step {int(state.step)} in {workdir} saved the input pipeline at batch {position}; '
-        'the checkpoint is inconsistent. Resume from an earlier checkpoint (delete the later ones) or start afresh.'
-      )
+    abstract_state = jax.eval_shape(lambda: state)
+    abstract_state = jax.tree.map(
+      lambda leaf, like: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=like.sharding), abstract_state, state
+    )
+
+    def restore(step: int) -> TrainState:
+      stored_config = _checkpoint.stored_config(workdir, step)
+      try:
+        changes = _config.check_resumable(stored_config, self.config, workdir)
+      except ValueError as error:
+        raise _checkpoint.MismatchError(str(error)) from None
+      for change in changes:
+        if change.startswith('config.optim.'):
+          logging.warning('resuming from the checkpoint at step %d with %s', step, change)
+      _checkpoint.check_process_layout(workdir, step)
+      restored = _checkpoint.restore_state(manager, step, abstract_state, data_iterator=data_iterator)
+      position = data_iterator.get_state()['next_index']
+      if position != step or int(restored.step) != step:
+        raise ValueError(
+          f'the checkpoint at step {step} saved the state of step {int(restored.step)} and the input pipeline at '
+          f'batch {position}; the checkpoint is inconsistent'
+        )
+      return restored
+
+    step, state, skipped = _checkpoint.restore_latest_intact(workdir, restore)
+    _agree_across_processes(step, 'the checkpoint to resume from')
+    if skipped:
+      # The run saves those steps again; the damaged directories would block it.
+      _checkpoint.set_aside([s.step for s in skipped], workdir)
+      manager.reload()
     return state
 
-  def restore(self, workdir: str | pathlib.Path, step: int) -> TrainState:
-    """The state saved at `step` in `workdir`, replicated over this run's mesh, whatever topology saved it."""
+  def restore(self, workdir: str | pathlib.Path, steps: Sequence[int] | None = None) -> tuple[int, TrainState]:
+    """The newest intact checkpoint's state in `workdir` (of `steps`, default: all), read-only.
+
+    Replicated over this run's mesh, whatever topology saved it. Nothing in
+    `workdir` is changed, so a trainer may be writing there meanwhile.
+
+    Returns:
+      `(step, state)`.
+
+    Raises:
+      jaxvae.NoIntactCheckpointError: if no checkpoint (of `steps`) is intact.
+    """
     # Shardings on the target let a run saved on one topology be restored on another.
     replicated = _parallel.replicated(self.mesh)
     abstract_state = jax.tree.map(
       lambda leaf: jax.ShapeDtypeStruct(leaf.shape, leaf.dtype, sharding=replicated), jax.eval_shape(self.init_state)
     )
-    manager = _checkpoint.open_manager(workdir, config=self.config)
-    try:
+    manager = _checkpoint.open_manager(workdir, read_only=True)
+
+    def restore(step: int) -> TrainState:
+      _checkpoint.stored_config(workdir, step)  # a checkpoint without its config is damaged
       return _checkpoint.restore_state(manager, step, abstract_state)
+
+    try:
+      step, state, _ = _checkpoint.restore_latest_intact(
+        workdir,
+        restore,
+        steps=None if steps is None else list(steps),
+      )
     finally:
       manager.close()
+    _agree_across_processes(step, 'the checkpoint to evaluate')
+    return step, state
 
   # --------------------------------------------------------------------------- data
 
@@ -276,4 +326,16 @@ class Run:
       values,
       bits_per_dim_dims=math.prod(self.event_shape) if self.has_discrete_likelihood else None,
       dequantization_levels=256 if self.config.data.dequantize == 'uniform' else None,
+    )
+
+
+def _agree_across_processes(step: int, what: str) -> None:
+  """Raises RuntimeError unless every process chose the same checkpoint `step` (each checks its own reads)."""
+  if jax.process_count() == 1:
+    return
+  steps = np.asarray(multihost_utils.process_allgather(np.int64(step)))
+  if len(set(steps.tolist())) > 1:
+    raise RuntimeError(
+      f'the processes found different intact checkpoints for {what} (steps {sorted(set(steps.tolist()))}): '
+      'some checkpoint files are damaged or missing on some hosts only. Remove the damaged step directories.'
     )

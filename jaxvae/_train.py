@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import pathlib
+import signal
 import sys
+import threading
 from collections.abc import Callable
 
 import jax
@@ -12,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import tqdm
+from jax.experimental import multihost_utils
 
 from jaxvae import (
   _checkpoint,
@@ -24,6 +28,7 @@ from jaxvae import (
   _pictures,
   _run,
   _types,
+  _workdir,
 )
 
 
@@ -98,34 +103,107 @@ def make_train_step(run: _run.Run) -> Callable[[_run.TrainState, _types.Batch], 
   )
 
 
+# A run stops when more than half of the updates of the last this many steps were
+# skipped for non-finite gradients: it no longer learns.
+SKIPPED_UPDATES_WINDOW = 20
+
+
+class Preempted(Exception):  # noqa: N818 (an event, not an error)
+  """Training stopped on SIGTERM (preemption) or SIGINT (Ctrl-C) after saving a checkpoint of `step`."""
+
+  def __init__(self, step: int, signum: int):
+    self.step, self.signum = step, signum
+    what = 'interrupted' if signum == signal.SIGINT else 'preempted'
+    super().__init__(f'{what} at step {step}: checkpoint saved; rerun the same command to resume')
+
+
+class _StopSignals:
+  """SIGTERM and SIGINT, turned into a request to stop at the next step, which every process agrees on.
+
+  One process: Python handlers set a flag. Several: JAX's preemption service
+  (which handles SIGTERM itself) tells every process, and
+  `reached_preemption_sync_point` names the same step on all; a SIGINT is
+  passed on to it as a SIGTERM. A second signal acts at once (the handlers
+  in place before are back).
+  """
+
+  def __init__(self):
+    self.signum: int | None = None
+    self._previous: dict[int, object] = {}
+    self._multiprocess = jax.process_count() > 1
+
+  def __enter__(self) -> _StopSignals:
+    if threading.current_thread() is threading.main_thread():
+      for signum in (signal.SIGINT,) if self._multiprocess else (signal.SIGTERM, signal.SIGINT):
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self._restore()
+
+  def _restore(self) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
+
+  def _handle(self, signum: int, frame) -> None:
+    del frame
+    self.signum = signum
+    self._restore()
+    if self._multiprocess:
+      signal.raise_signal(signal.SIGTERM)  # to JAX's preemption notifier, which tells every process
+
+  def reached(self, step: int) -> bool:
+    """Whether to save and stop after `step` (a collective decision on several processes: call it every step)."""
+    if self._multiprocess:
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.signum is not None
+
+
 def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path) -> _run.TrainState:
-  """Trains from `config` in `workdir`, resuming from its latest checkpoint if there is one.
+  """Trains from `config` in `workdir`, resuming from its newest intact checkpoint if there is one.
 
   Writes `workdir/config.json`, checkpoints under `workdir/checkpoints`,
   `metrics.jsonl` and TensorBoard events, and at the end `samples.png` and
-  `reconstructions.png`. Logs the test-set ELBO at every checkpoint.
+  `reconstructions.png`. Logs the test-set ELBO at every checkpoint. Holds
+  the workdir's lock meanwhile. On SIGTERM or SIGINT it saves the current
+  step and raises `Preempted`. It never checkpoints a non-finite state.
 
   Returns:
     The final `TrainState`.
 
   Raises:
     ValueError: for a bad config, or one that differs from the run in `workdir`.
-    FloatingPointError: if the training loss becomes non-finite.
+    WorkdirInUseError: if another trainer is running in `workdir`.
+    FloatingPointError: if the training loss, the test bound or the state
+      becomes non-finite, or most updates are skipped for non-finite
+      gradients; the message names the checkpoint that is kept.
+    NoIntactCheckpointError: if `workdir` has checkpoints but none is intact.
+    Preempted: on SIGTERM or SIGINT, after saving the current step.
   """
   run = _run.Run(config)
   _parallel.check_batch_size(config.train.batch_size, run.mesh)
-  workdir = pathlib.Path(workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
+  with _workdir.lock(workdir) as workdir, _StopSignals() as signals:
+    _workdir.check_owner(workdir, config)
+    return _train_loop(run, workdir, signals)
+
+
+def _train_loop(run: _run.Run, workdir: pathlib.Path, signals: _StopSignals) -> _run.TrainState:
+  config = run.config
   batches = run.train_batches()
   test_data = run.eval_batches()
   manager = _checkpoint.open_manager(workdir, config=config)
-  state = run.restore_or_init(manager, workdir, batches)
+  try:
+    state = run.restore_or_init(manager, workdir, batches)
+  except BaseException:
+    manager.close()
+    raise
   first_step, num_steps = int(state.step), config.train.num_train_steps
   if jax.process_index() == 0:
     (workdir / 'config.json').write_text(config.to_json(indent=2) + '\n', encoding='utf-8')
   train_step = make_train_step(run)
   test_bounds = run.bounds_fn(elbo_num_samples=1)
-  writer = _log_writer.LogWriter(workdir)
+  writer = _log_writer.LogWriter(workdir, resume_step=first_step)
   progress = tqdm.tqdm(
     total=num_steps,
     initial=first_step,
@@ -136,43 +214,114 @@ def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path) -> _r
     disable=jax.process_index() != 0,
   )
   pending: list[_types.Metrics] = []  # device metrics since the last log line; fetched only when logged
+  skipped = collections.deque(maxlen=SKIPPED_UPDATES_WINDOW)  # 1.0 per step whose update was skipped
   last_logged = first_step
+  kept = [manager.latest_step()]  # the newest checkpoint, for the peer watch's message
+
+  def describe_loss() -> str:
+    if kept[0] is None:
+      return 'No checkpoint was saved: the run starts afresh when every process is rerun.'
+    return f'The steps after the checkpoint at step {kept[0]} are lost; rerun every process to resume from it.'
+
+  watch = _parallel.PeerWatch(describe_loss=describe_loss)
   try:
+    watch.start()
     for step in range(first_step + 1, num_steps + 1):
-      state, metrics = train_step(state, _parallel.global_batch(next(batches), run.mesh))
+      batch = next(batches)
+      _check_finite_batch(batch, step)
+      state, metrics = train_step(state, _parallel.global_batch(batch, run.mesh))
       pending.append(metrics)
       progress.update(1)
       is_last = step == num_steps
       checkpoint_due = step % config.train.checkpoint_every == 0 or is_last
       if step % config.train.log_every == 0 or checkpoint_due:
-        scalars = _mean_metrics(pending, first=last_logged + 1, last=step)
+        scalars = _mean_metrics(pending, first=last_logged + 1, last=step, manager=manager, skipped=skipped)
         pending, last_logged = [], step
         scalars['train_param_norm'] = float(optax.tree.norm(state.params))
         if checkpoint_due:
           scalars.update(_test_elbo(run, test_bounds, state.params, test_data, step))
+          _check_finite_test_bound(scalars, step, manager)
         writer.write_scalars(step, scalars)
         progress.set_postfix(loss=f'{scalars["train_loss"]:.2f}', refresh=False)
-      if checkpoint_due:
-        _checkpoint.save(manager, step, state, config, data_iterator=batches, force=is_last)
+      saved = checkpoint_due and _checkpoint.save(manager, step, state, config, data_iterator=batches, force=is_last)
+      if signals.reached(step):
+        if not saved:
+          _checkpoint.save(manager, step, state, config, data_iterator=batches, force=True)
+        manager.wait_until_finished()
+        raise Preempted(step, signals.signum or signal.SIGTERM)
+      if saved:
+        kept[0] = step  # (a save in flight when a process dies may not be complete; the rerun checks)
     manager.wait_until_finished()
+    watch.stop()
     if jax.process_index() == 0:
       _write_grids(run, state, writer, workdir)
+  except jax.errors.JaxRuntimeError:
+    # A collective failed: most likely another process died. Rather than a traceback now and a C++ abort when JAX
+    # shuts down, let the watch name the lost process in one line (it ends this one).
+    watch.await_verdict()
+    raise
   finally:
+    watch.stop()
     progress.close()
     writer.close()
     manager.close()
   return state
 
 
-def _mean_metrics(pending: list[_types.Metrics], *, first: int, last: int) -> dict[str, float]:
-  """Averages the metrics of steps `first..last` on the host; raises if the loss was not finite."""
+def _check_finite_batch(batch: _types.Batch, step: int) -> None:
+  """Raises ValueError naming the example if a floating-point training image holds an inf or a NaN."""
+  image = np.asarray(batch['image'])
+  if not np.issubdtype(image.dtype, np.floating):
+    return  # integer pixels are always finite
+  finite = np.isfinite(image.reshape(len(image), -1)).all(axis=1)
+  if not finite.all():
+    row = int(np.flatnonzero(~finite)[0])
+    index = batch['index'][row] if 'index' in batch else None
+    example = f'example {int(index)}' if index is not None else f'row {row} of the batch'
+    raise ValueError(
+      f'the training data hold a non-finite pixel value (inf or NaN) in {example} of process '
+      f"{jax.process_index()}'s batch for step {step}; fix or remove it from the dataset."
+    )
+
+
+def _check_finite_test_bound(scalars: dict[str, float], step: int, manager) -> None:
+  """Raises FloatingPointError (the state is not saved) if the test bound at a checkpoint is non-finite."""
+  bound = scalars.get('eval_elbo', scalars.get('eval_reconstruction'))
+  if bound is not None and not np.isfinite(bound):
+    raise FloatingPointError(
+      f'the test-set bound at step {step} is {bound}; the state is not checkpointed. '
+      f'{_checkpoint.kept_checkpoint_advice(manager)} {_ADVICE}'
+    )
+
+
+_ADVICE = (
+  'To go on from the kept checkpoint, rerun with a lower --config.optim.learning_rate, another '
+  '--config.optim.schedule or a --config.optim.grad_clip_norm; or start afresh in a new --workdir.'
+)
+
+
+def _mean_metrics(
+  pending: list[_types.Metrics], *, first: int, last: int, manager, skipped: collections.deque
+) -> dict[str, float]:
+  """Averages the metrics of steps `first..last` on the host.
+
+  Raises:
+    FloatingPointError: if the loss was not finite, or more than half of the
+      last `SKIPPED_UPDATES_WINDOW` updates were skipped.
+  """
   stacked = {name: jnp.stack([m[name] for m in pending]) for name in pending[0]}
-  means = {name: float(np.mean(values)) for name, values in jax.device_get(stacked).items()}
+  host = jax.device_get(stacked)
+  means = {name: float(np.mean(values)) for name, values in host.items()}
   if not np.isfinite(means['train_loss']):
     raise FloatingPointError(
-      f'the training loss became non-finite between steps {first} and {last}; the last checkpoint '
-      'before that is kept. Lower config.optim.learning_rate or set config.optim.grad_clip_norm, '
-      "and check the data lie in the likelihood's domain."
+      f'the training loss became non-finite between steps {first} and {last}. '
+      f"{_checkpoint.kept_checkpoint_advice(manager)} {_ADVICE} Check the data lie in the likelihood's domain."
+    )
+  skipped.extend(np.asarray(host['train_skipped_updates']).tolist())
+  if len(skipped) == skipped.maxlen and sum(skipped) > skipped.maxlen / 2:
+    raise FloatingPointError(
+      f'{int(sum(skipped))} of the last {skipped.maxlen} updates (to step {last}) were skipped for non-finite '
+      f'gradients: the run no longer learns. {_checkpoint.kept_checkpoint_advice(manager)} {_ADVICE}'
     )
   return means
 

@@ -5,7 +5,7 @@ import pytest
 from conftest import load_config
 
 import jaxvae
-from jaxvae import _run
+from jaxvae import _config, _run
 
 
 @pytest.mark.parametrize(
@@ -58,14 +58,17 @@ def test_unknown_variant():
   'path, value, message',
   [
     ('train.batch_size', 0, r'config.train.batch_size must be an integer >= 1; got 0'),
-    ('optim.learning_rate', -1.0, r'config.optim.learning_rate must be a number > 0; got -1.0'),
+    ('optim.learning_rate', -1.0, r'config.optim.learning_rate must be a finite number > 0; got -1.0'),
     ('optim.name', 'adamax_typo', r'config.optim.name must be the name of an optax optimiser'),
     ('data.dataset', 'imagenet', r"config.data.dataset must be one of \('mnist_5k', 'dsprites', .*got 'imagenet'"),
     ('data.eval_split', 'valid', r"dataset 'mnist_5k' has no split 'valid' \(config.data.eval_split\)"),
-    ('optim.eps', -1.0, r'config.optim.eps must be a number >= 0; got -1.0'),
+    ('optim.eps', -1.0, r'config.optim.eps must be a finite number >= 0; got -1.0'),
     ('model.hidden_sizes', (400, 0), r'config.model.hidden_sizes must be a tuple of integers >= 1'),
     ('model.likelihood', 'poisson', r'config.model.likelihood must be one of'),
     ('seed', 1.5, r'config.seed must be an integer >= 0; got 1.5'),
+    ('optim.learning_rate', float('inf'), r'config.optim.learning_rate must be a finite number > 0; got inf'),
+    ('optim.grad_clip_norm', float('nan'), r'config.optim.grad_clip_norm must be a finite number >= 0; got nan'),
+    ('model.gaussian_fixed_log_scale', float('-inf'), r'must be a finite number; got -inf'),
   ],
 )
 def test_bad_values(path, value, message):
@@ -83,9 +86,12 @@ def test_unknown_and_missing_fields():
   with config.unlocked():
     config.train.batch_sise = 3
   with pytest.raises(
-    ValueError, match=r"unknown config field 'train.batch_sise'; known fields here: .*train.batch_size"
+    ValueError,
+    match=r"unknown config field 'train.batch_sise'. Did you mean 'train.batch_size'.*Known fields here: .*batch_size",
   ):
     jaxvae.validate_config(config)
+  with pytest.raises(ValueError, match=r"unknown config field 'num_train_steps'. Did you mean 'train.num_train_steps'"):
+    _config.check_field_names(['train.batch_size', 'num_train_steps'])
   config = load_config()
   with config.unlocked():
     del config.eval['seed']

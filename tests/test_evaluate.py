@@ -88,7 +88,7 @@ def test_eval_scalars_reach_tensorboard_at_the_checkpoint_step(two_dimensional_r
   from tensorboard.backend.event_processing import event_accumulator
 
   evaluation = jaxvae.evaluate(two_dimensional_run, iwae_num_samples=(1, 5), pictures=False)
-  accumulator = event_accumulator.EventAccumulator(str(two_dimensional_run / 'tensorboard'))
+  accumulator = event_accumulator.EventAccumulator(str(two_dimensional_run / 'eval' / 'tensorboard'))
   accumulator.Reload()
   expected = {
     'eval_elbo_nats': evaluation.bounds.elbo.mean,

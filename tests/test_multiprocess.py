@@ -2,9 +2,12 @@
 
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import chex
 import jax
@@ -21,10 +24,10 @@ def _free_port():
     return sock.getsockname()[1]
 
 
-def _run_two_processes(script, *args):
+def _start_two_processes(script, *args):
   port = _free_port()
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=2', 'JAX_PLATFORMS': 'cpu'}
-  processes = [
+  return [
     subprocess.Popen(
       [
         sys.executable,
@@ -42,6 +45,10 @@ def _run_two_processes(script, *args):
     )
     for i in range(2)
   ]
+
+
+def _run_two_processes(script, *args):
+  processes = _start_two_processes(script, *args)
   outputs = [process.communicate(timeout=300)[0] for process in processes]
   for process, output in zip(processes, outputs, strict=True):
     assert process.returncode == 0, output[-3000:]
@@ -81,7 +88,7 @@ def test_two_processes_train_resume_and_match_one_process(smoke_config, tmp_path
     for p in (0, 1):  # each process saved its own input position
       position = tmp_path / 'checkpoints' / str(step) / 'data_iterator' / f'process_{p}-of-2.json'
       assert json.loads(position.read_text()) == {'next_index': step}
-  restored = _run.Run(smoke_config, mesh=_parallel.make_mesh(jax.devices()[:1])).restore(tmp_path, 6)
+  _, restored = _run.Run(smoke_config, mesh=_parallel.make_mesh(jax.devices()[:1])).restore(tmp_path, [6])
   chex.assert_trees_all_close(
     _parallel.local_copy(restored.params), _reference_params(smoke_config, 6), rtol=1e-5, atol=1e-6
   )
@@ -95,3 +102,55 @@ def test_two_processes_train_resume_and_match_one_process(smoke_config, tmp_path
   # The same bounds up to Monte Carlo noise.
   assert abs(two['elbo_nats']['mean'] - one.elbo.mean) < one.elbo.stderr
   assert abs(two['iwae_nats']['4']['mean'] - one.iwae[4].mean) < one.iwae[4].stderr
+
+
+def test_sigterm_to_one_process_saves_the_same_step_on_both(tmp_path):
+  processes = _start_two_processes(
+    'train.py',
+    '--config=configs/default.py:smoke',
+    f'--workdir={tmp_path}',
+    '--config.train.num_train_steps=100000',
+    '--config.train.checkpoint_every=4',
+  )
+  try:
+    deadline = time.monotonic() + 240
+    while not ((tmp_path / 'metrics.jsonl').exists() and (tmp_path / 'metrics.jsonl').read_text()):
+      assert all(p.poll() is None for p in processes) and time.monotonic() < deadline
+      time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)  # the preemption notice reaches one host only
+    outputs = [process.communicate(timeout=60)[0] for process in processes]
+  finally:
+    for process in processes:
+      process.kill()
+  steps = set()
+  for process, output in zip(processes, outputs, strict=True):
+    assert process.returncode == 128 + signal.SIGTERM, output[-3000:]
+    match = re.search(r'preempted at step (\d+): checkpoint saved; rerun the same command to resume', output)
+    assert match, output[-3000:]
+    steps.add(int(match.group(1)))
+  assert len(steps) == 1  # every process saved the same step
+  (step,) = steps
+  for p in (0, 1):
+    position = tmp_path / 'checkpoints' / str(step) / 'data_iterator' / f'process_{p}-of-2.json'
+    assert json.loads(position.read_text()) == {'next_index': step}
+
+
+def test_when_one_process_dies_the_other_stops_with_one_line(tmp_path):
+  processes = _start_two_processes(
+    'train.py', '--config=configs/default.py:smoke', f'--workdir={tmp_path}', '--config.train.num_train_steps=100000'
+  )
+  try:
+    deadline = time.monotonic() + 240
+    while not ((tmp_path / 'metrics.jsonl').exists() and (tmp_path / 'metrics.jsonl').read_text()):
+      assert all(p.poll() is None for p in processes) and time.monotonic() < deadline
+      time.sleep(0.2)
+    processes[1].kill()  # kill -9
+    killed = time.monotonic()
+    output = processes[0].communicate(timeout=_parallel.PEER_TIMEOUT_S + 60)[0]
+    seconds = time.monotonic() - killed
+  finally:
+    for process in processes:
+      process.kill()
+  assert processes[0].returncode == 1 and seconds < _parallel.PEER_TIMEOUT_S + 15, (seconds, output[-3000:])
+  assert 'error: process 1 of 2 stopped' in output and 'process 0 stops too' in output, output[-3000:]
+  assert 'Check failure stack trace' not in output and 'Fatal Python error' not in output

@@ -106,12 +106,15 @@ def test_lengthening_a_cosine_schedule_is_refused(smoke_config, tmp_path):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
-def test_checkpoint_with_an_inconsistent_data_position_is_refused(smoke_config, tmp_path):
+def test_checkpoint_with_an_inconsistent_data_position_is_damaged(smoke_config, tmp_path):
   smoke_config.train.num_train_steps = 3
   jaxvae.train_and_evaluate(smoke_config, tmp_path)
   (tmp_path / 'checkpoints' / '3' / 'data_iterator' / 'process_0-of-1.json').write_text('{"next_index": 2}')
   smoke_config.train.num_train_steps = 6
-  with pytest.raises(ValueError, match='the checkpoint at step 3 in .* saved the input pipeline at batch 2'):
+  with pytest.raises(
+    jaxvae.NoIntactCheckpointError,
+    match=r'no intact checkpoint in .*\(step 3: .*saved the state of step 3 and the input pipeline at batch 2',
+  ):
     jaxvae.train_and_evaluate(smoke_config, tmp_path)
 
 
@@ -157,17 +160,36 @@ def test_evaluate_without_checkpoint(tmp_path):
     jaxvae.evaluate(tmp_path)
 
 
-def _python(*args):
-  return subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=300)
-
-
-def test_command_line_errors(tmp_path):
-  unknown = _python('train.py', '--config=configs/default.py', f'--workdir={tmp_path}', '--config.train.batch_sise=3')
-  assert unknown.returncode != 0 and 'Did you mean "batch_size"' in unknown.stderr
-  bad = _python('train.py', '--config=configs/default.py:smoke', f'--workdir={tmp_path}', '--config.train.batch_size=0')
-  assert bad.returncode != 0 and 'config.train.batch_size must be an integer >= 1; got 0' in bad.stderr
-  missing = _python('eval.py', f'--workdir={tmp_path}')
-  assert missing.returncode != 0 and 'no checkpoint in' in missing.stderr
+def test_command_line_errors_are_one_line(tmp_path):
+  """Every user error of train.py and eval.py: `error: ...` on stderr, status 2, no traceback (all at once)."""
+  a_file = tmp_path / 'a_file'
+  a_file.write_text('')
+  smoke = ('train.py', '--config=configs/default.py:smoke', f'--workdir={tmp_path / "run"}')
+  cases = {
+    (*smoke, '--config.train.batch_sise=3'): "unknown config field 'train.batch_sise'. Did you mean 'train.batch_size'",
+    (*smoke, '--config.num_train_steps=3'): "'num_train_steps'. Did you mean 'train.num_train_steps'",
+    (*smoke, '--config.train.batch_size=0'): 'config.train.batch_size must be an integer >= 1; got 0',
+    (*smoke, '--config.optim.learning_rate=nan'): 'config.optim.learning_rate must be a finite number > 0; got nan',
+    (*smoke, '--config.optim.grad_clip_norm=inf'): 'config.optim.grad_clip_norm must be a finite number >= 0; got inf',
+    (*smoke, '--config.train.batch_size=abc'): 'flag --config.train.batch_size=abc: invalid literal for int()',
+    (*smoke[:2], f'--workdir={a_file}'): f'--workdir {a_file} cannot be used',
+    ('train.py', '--config=configs/nope.py', f'--workdir={tmp_path}'): 'cannot load --config',
+    ('train.py', '--config=configs/default.py:tiny', f'--workdir={tmp_path}'): "unknown variant 'tiny'",
+    ('train.py', '--config=configs/default.py'): 'Flag --workdir must have a value',
+    ('eval.py', f'--workdir={tmp_path}'): 'no checkpoint in',
+    ('eval.py', f'--workdir={tmp_path}', '--iwae_num_samples=0'): '--iwae_num_samples takes integers K >= 1',
+    ('eval.py', f'--workdir={tmp_path}', '--iwae_num_samples=x'): '--iwae_num_samples takes integers K >= 1',
+  }
+  processes = {
+    args: subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for args in cases
+  }
+  for args, message in cases.items():
+    _, stderr = processes[args].communicate(timeout=300)
+    assert processes[args].returncode == 2, (args, stderr[-3000:])
+    assert 'Traceback' not in stderr, (args, stderr[-3000:])
+    errors = [line for line in stderr.splitlines() if line.startswith('error: ')]
+    assert len(errors) == 1 and message in errors[0], (args, stderr[-3000:])
 
 
 def test_non_finite_gradients_are_not_applied(smoke_config):

@@ -2,7 +2,8 @@
 
 `--config` takes a config file (`configs/default.py:smoke`) or a shipped
 config's name (`default:smoke`, `celeba:64`). Rerunning with the same
---workdir resumes from its latest checkpoint.
+--workdir resumes from its latest intact checkpoint. SIGTERM or Ctrl-C saves
+the current step and exits with 128 + the signal.
 """
 
 import json
@@ -14,7 +15,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 import jaxvae
-from jaxvae import configs
+from jaxvae import _config, configs
 from jaxvae.scripts import _common_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -23,13 +24,34 @@ _CONFIG = config_flags.DEFINE_config_file(
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
+def _overridden_fields(argv: list[str]) -> list[str]:
+  """The dotted fields of `--config.FIELD=VALUE` (or `--config.FIELD VALUE`) arguments."""
+  return [arg.removeprefix('--config.').partition('=')[0] for arg in argv if arg.startswith('--config.')]
+
+
+def _check_argv(argv: list[str]) -> None:
+  """Names an unknown `--config.FIELD`, with suggestions, before absl's parser fails on it with a traceback."""
+  _config.check_field_names(_overridden_fields(argv))
+
+
+def _load_config():
+  """The config with its overrides; a config file that failed to load is a user's mistake."""
+  config = _CONFIG.value
+  try:
+    config.to_dict()  # a file that failed to load is a stand-in that raises on first use
+  except OSError as error:
+    _common_flags.user_error(f'cannot load --config: {" ".join(str(error).split())}')
+  return config
+
+
 def main(argv: list[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {" ".join(argv[1:])}')
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
+  config = _load_config()
   _common_flags.join_processes()
   workdir = pathlib.Path(_common_flags.WORKDIR.value)
-  state = jaxvae.train_and_evaluate(_CONFIG.value, workdir)
+  state = jaxvae.train_and_evaluate(config, workdir)
   if jax.process_index() == 0:
     print(_summary(workdir, int(state.step)))
 
@@ -64,4 +86,4 @@ def _with_shipped_configs(argv: list[str]) -> list[str]:
 
 
 def run() -> None:
-  app.run(main, argv=_with_shipped_configs(sys.argv))
+  _common_flags.run(main, check_argv=_check_argv, argv=_with_shipped_configs(sys.argv))
