@@ -17,7 +17,6 @@ from jaxvae import (
   _data,
   _dataset_bounds,
   _disentanglement,
-  _dsprites,
   _log_writer,
   _models,
   _parallel,
@@ -59,6 +58,7 @@ def evaluate(
   metrics: Sequence[str] | None = None,
   dataset: str | None = None,
   pictures: bool = True,
+  source: Any = None,
 ) -> Evaluation:
   """Evaluates the latest checkpoint in `workdir` on the evaluation split, with the config stored beside it.
 
@@ -76,6 +76,8 @@ def evaluate(
     dataset: if given, the dataset the caller means to evaluate on; it must
       be the one the checkpoint was trained on.
     pictures: whether to draw the pictures.
+    source: the user's random-access source the run was trained on, for
+      `config.data.dataset='source'` (see `train_and_evaluate`).
 
   Returns:
     An `Evaluation`.
@@ -93,8 +95,8 @@ def evaluate(
     )
   ks = _dataset_bounds.as_ks(config.eval.iwae_num_samples if iwae_num_samples is None else iwae_num_samples)
   metrics = tuple(config.eval.disentanglement_metrics if metrics is None else metrics)
-  _check_metrics(config, metrics)
-  run = _run.Run(config)
+  _check_metrics(config, metrics, source=source)
+  run = _run.Run(config, source=source)
   state = run.restore(workdir, step)
   batches = run.eval_batches()
   bounds = run.bounds_fn(elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=ks)
@@ -125,15 +127,15 @@ def evaluate(
   return dataclasses.replace(evaluation, path=path, pictures=tuple(drawn))
 
 
-def _check_metrics(config: _types.Config, metrics: Sequence[str]) -> None:
+def _check_metrics(config: _types.Config, metrics: Sequence[str], *, source: Any = None) -> None:
   """Raises ValueError for unknown metric names, or metrics on a dataset without ground-truth factors."""
   unknown = sorted(set(metrics) - set(_disentanglement.METRICS))
   if unknown:
     raise ValueError(f'unknown disentanglement metric {unknown[0]!r}; choose from {_disentanglement.METRICS}.')
-  if metrics and not _data.DATASETS[config.data.dataset].has_factors:
+  if metrics and not _data.dataset_info(config.data, source=source).has_factors:
     raise ValueError(
-      f'disentanglement metrics need data with ground-truth factors (dsprites); {config.data.dataset!r} has '
-      'none. Ask for no metrics (eval.py --metrics=none).'
+      'disentanglement metrics need data with ground-truth factors (the dsprites family, shapes3d, smallnorb, or '
+      f'an array with factors); {config.data.dataset!r} has none. Ask for no metrics (eval.py --metrics=none).'
     )
 
 
@@ -154,7 +156,7 @@ def _disentanglement_scores(run: _run.Run, params: Any, metrics: Sequence[str]) 
   """The metrics of Locatello et al. 2019 on the encoder's posterior means, on every process alike."""
   posterior_mean = _posterior_mean_fn(run, _parallel.local_copy(params))
   return _disentanglement.compute_all(
-    _dsprites.DSpritesSource(),
+    run.ground_truth(),
     lambda observations: np.asarray(posterior_mean(jnp.asarray(observations, jnp.float32), {})[0]),
     seed=run.config.eval.seed,
     metrics=metrics,

@@ -50,8 +50,13 @@ class TrainState:
 IWAE_SCHEDULE_STAGES = 8
 
 
-def learning_rate_schedule(config: _types.Config) -> optax.ScalarOrSchedule:
-  """`config.optim.learning_rate` under `config.optim.schedule`, as a function of the step."""
+def learning_rate_schedule(
+  config: _types.Config, *, dataset: _data.DatasetInfo | None = None
+) -> optax.ScalarOrSchedule:
+  """`config.optim.learning_rate` under `config.optim.schedule`, as a function of the step.
+
+  `dataset` (default: `_data.dataset_info(config.data)`) gives the epoch length of the 'iwae' schedule.
+  """
   optim, num_steps = config.optim, config.train.num_train_steps
   if optim.schedule == 'constant':
     return optim.learning_rate
@@ -61,7 +66,7 @@ def learning_rate_schedule(config: _types.Config) -> optax.ScalarOrSchedule:
     return optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, optim.warmup_steps, num_steps)
   # Batches per epoch as `_data.train_batches` counts them: those of the smallest process shard.
   processes = jax.process_count()
-  examples = _data.DATASETS[config.data.dataset].splits[config.data.train_split]
+  examples = (dataset or _data.dataset_info(config.data)).splits[config.data.train_split]
   steps_per_epoch = (examples // processes) // (config.train.batch_size // processes)
   stage_ends = np.cumsum([3**i for i in range(IWAE_SCHEDULE_STAGES - 1)]) * steps_per_epoch
   return optax.piecewise_constant_schedule(
@@ -69,7 +74,7 @@ def learning_rate_schedule(config: _types.Config) -> optax.ScalarOrSchedule:
   )
 
 
-def make_optimizer(config: _types.Config) -> optax.GradientTransformation:
+def make_optimizer(config: _types.Config, *, dataset: _data.DatasetInfo | None = None) -> optax.GradientTransformation:
   """The optax optimiser named by `config.optim.name`, with its schedule and optional clipping.
 
   Updates with non-finite gradients are skipped by the train step itself (one
@@ -82,15 +87,21 @@ def make_optimizer(config: _types.Config) -> optax.GradientTransformation:
   if optim.grad_clip_norm > 0:
     transforms.append(optax.clip_by_global_norm(optim.grad_clip_norm))
   options = {'eps': optim.eps} if optim.eps > 0 else {}
-  transforms.append(getattr(optax, optim.name)(learning_rate=learning_rate_schedule(config), **options))
+  schedule = learning_rate_schedule(config, dataset=dataset)
+  transforms.append(getattr(optax, optim.name)(learning_rate=schedule, **options))
   return optax.chain(*transforms)
 
 
 class Run:
   """The pieces of the run `config` describes, on the devices of `mesh` (default: every device of every process).
 
+  `source` is a user's random-access source (or a mapping of split names to
+  sources) for `config.data.dataset='source'`.
+
   Attributes:
     config: the validated run config.
+    source: the user's source, or None.
+    dataset: the dataset's `DatasetInfo`.
     mesh: the 1-D `data` mesh.
     vae: the model (conditional if the objective says so).
     condition_fn: `(x, batch, key) -> condition`, or None for an unconditional model.
@@ -102,17 +113,18 @@ class Run:
       the devices.
   """
 
-  def __init__(self, config: _types.Config, *, mesh: jax.sharding.Mesh | None = None):
-    _config.validate_config(config)
+  def __init__(self, config: _types.Config, *, mesh: jax.sharding.Mesh | None = None, source: Any = None):
+    _config.validate_config(config, source=source)
     self.config = config
+    self.source = source
     self.mesh = mesh or _parallel.make_mesh()
-    self.dataset = _data.DATASETS[config.data.dataset]
-    self.event_shape = _data.event_shape(config.data)
+    self.dataset = _data.dataset_info(config.data, source=source)
+    self.event_shape = _data.event_shape(config.data, source=source)
     condition = config.objective.condition
     self.vae = _models.make_vae(event_shape=self.event_shape, conditional=condition != 'none', **config.model)
     self.condition_fn = _conditions.condition_fn(condition, num_classes=self.dataset.num_classes)
     self.log_likelihood = _models.log_likelihood_fn(config.model.likelihood)
-    self.optimizer = make_optimizer(config)
+    self.optimizer = make_optimizer(config, dataset=self.dataset)
     self.discriminator = _family.make_discriminator(config.objective) if config.objective.name == 'factor_vae' else None
     self.features = ('image', *_conditions.FEATURES[condition])
 
@@ -192,7 +204,7 @@ class Run:
     """This process's endless grain iterator of training batches (its share of each global batch)."""
     config = self.config
     return _data.train_batches(
-      _data.open_source(config.data, config.data.train_split),
+      _data.open_source(config.data, config.data.train_split, source=self.source),
       batch_size=config.train.batch_size // jax.process_count(),
       seed=config.seed,
       process_index=jax.process_index(),
@@ -212,11 +224,25 @@ class Run:
       process_index=jax.process_index(),
       process_count=jax.process_count(),
       features=('image', 'label') if self.dataset.num_classes else ('image',),
+      source=self.source,
     )
 
   def prepare_eval(self, batch: _types.Batch) -> jax.Array:
     """An evaluation batch's images in the likelihood's domain, with noise fixed per example."""
-    return _data.prepare_eval_images(batch['image'], batch['index'], data=self.config.data)
+    return _data.prepare_eval_images(
+      batch['image'], batch['index'], data=self.config.data, max_value=self.dataset.max_value
+    )
+
+  def ground_truth(self) -> Any:
+    """The data with the ground-truth-data protocol of the disentanglement metrics (`_disentanglement`).
+
+    Observations are float32 in [0, 1], the images as the model sees them before binarisation.
+    """
+    config = self.config
+    if self.dataset.origin == 'embedded':  # dSprites and its variants: sampled straight from the factor grid
+      return _data.dsprites_generator(config.data)
+    source = _data.open_source(config.data, config.data.train_split, source=self.source)
+    return _data.FactorGroundTruth(source, max_value=self.dataset.max_value)
 
   def condition(self, x: jax.Array, batch: _types.Batch, key: jax.Array) -> jax.Array | None:
     """The condition of `x` for a conditional model, else None."""

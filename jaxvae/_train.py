@@ -6,6 +6,7 @@ import functools
 import pathlib
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,7 +42,7 @@ def make_train_step(run: _run.Run) -> Callable[[_run.TrainState, _types.Batch], 
 
   def train_step(state: _run.TrainState, batch: _types.Batch) -> tuple[_run.TrainState, _types.Metrics]:
     data_key, latent_key = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))
-    x = _data.prepare_images(data_key, batch['image'], data=config.data)
+    x = _data.prepare_images(data_key, batch['image'], data=config.data, max_value=run.dataset.max_value)
     condition = run.condition(x, batch, jax.random.fold_in(data_key, 1))
     discriminator = None
     if run.discriminator is not None:
@@ -96,7 +97,7 @@ def make_train_step(run: _run.Run) -> Callable[[_run.TrainState, _types.Batch], 
   )
 
 
-def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path) -> _run.TrainState:
+def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path, *, source: Any = None) -> _run.TrainState:
   """Trains from `config` in `workdir`, resuming from its latest checkpoint if there is one.
 
   Writes `workdir/config.json`, checkpoints under `workdir/checkpoints`,
@@ -106,11 +107,18 @@ def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path) -> _r
   Returns:
     The final `TrainState`.
 
+  `source` is a user's random-access source for `config.data.dataset='source'`:
+  `len()` and batched reads (`read(indices)`, `__getitems__(indices)` or
+  `source[indices]`) returning the built-in sources' dict (`'image'` uint8
+  `[N, H, W, C]`, optional `'label'` `[N]` and `'factors'` `[N, F]`); or a
+  mapping of split names to such sources. One source is split into 'train' and
+  'test' by a hash of each index (`config.data.test_fraction`).
+
   Raises:
     ValueError: for a bad config, or one that differs from the run in `workdir`.
     FloatingPointError: if the training loss becomes non-finite.
   """
-  run = _run.Run(config)
+  run = _run.Run(config, source=source)
   _parallel.check_batch_size(config.train.batch_size, run.mesh)
   workdir = pathlib.Path(workdir)
   workdir.mkdir(parents=True, exist_ok=True)

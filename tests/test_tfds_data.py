@@ -3,19 +3,12 @@
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import MOCK_NUM_EXAMPLES as _NUM_EXAMPLES
 from conftest import load_config
 from PIL import Image
 
 import jaxvae
 from jaxvae import _data, _run
-
-_NUM_EXAMPLES = 12
-
-
-@pytest.fixture
-def mock_tfds():
-  with tfds.testing.mock_data(num_examples=_NUM_EXAMPLES):
-    yield
 
 
 def _data_config(**fields):
