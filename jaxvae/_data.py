@@ -228,7 +228,7 @@ def dataset_info(data: _types.Config, *, source: Any = None) -> DatasetInfo:
   if name == 'folder':
     if not data.image_size:
       raise ValueError("config.data.dataset='folder' needs config.data.image_size > 0, the side images are resized to.")
-    return _folder(data.path, labels=data.folder_labels, image_size=data.image_size, channels=data.channels)[0]
+    return _folder_of(data)[0]
   if name == 'array':
     return _npz(data.path, data.test_fraction)[0]
   if name == 'source':
@@ -376,6 +376,16 @@ def _tfds_not_prepared_errors() -> tuple[type[BaseException], ...]:
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel (slow; only for tfds datasets)
 
   return (NotImplementedError, FileNotFoundError, AssertionError, tfds.core.registered.DatasetNotFoundError)
+
+
+def _folder_of(data: _types.Config) -> tuple[DatasetInfo, _image_files.ImageFolder, dict[str, np.ndarray]]:
+  return _folder(
+    data.path,
+    labels=data.folder_labels,
+    image_size=data.image_size,
+    channels=data.channels,
+    test_fraction=data.test_fraction,
+  )
 
 
 @functools.lru_cache(maxsize=8)
@@ -669,13 +679,7 @@ def open_source(data: _types.Config, split: str, *, source: Any = None) -> Sourc
   if data.dataset == 'mnist_5k':
     return load_mnist_5k()[split]
   if data.dataset == 'folder':
-    _, folder, positions = _folder(
-      data.path,
-      labels=data.folder_labels,
-      image_size=data.image_size,
-      channels=data.channels,
-      test_fraction=data.test_fraction,
-    )
+    _, folder, positions = _folder_of(data)
     files = tuple(folder.files[i] for i in positions[split])
     labels = None if folder.labels is None else folder.labels[positions[split]]
     return _image_files.FolderSource(folder.root, files, labels, channels=data.channels, size=data.image_size)
@@ -978,7 +982,7 @@ class FactorGroundTruth:
     factors = read_in_chunks(_FeatureSource(source, ('factors',)), np.arange(len(source)))['factors']
     columns = [np.unique(column, return_inverse=True) for column in factors.T]
     self._levels = np.stack([inverse.reshape(-1) for _, inverse in columns], axis=-1)  # [N, F]
-    self._sizes = tuple(len(values) for values in columns)
+    self._sizes = tuple(len(values) for values, _ in columns)
     cell = np.ravel_multi_index(tuple(self._levels.T), self._sizes)  # [N] flat index of each example's levels
     order = np.argsort(cell, kind='stable')
     counts = np.bincount(cell, minlength=int(np.prod(self._sizes)))

@@ -156,7 +156,8 @@ def decode_image(path: os.PathLike | str, *, channels: int, image_size: int) -> 
     width, height = image.size
     side = min(width, height)
     left, top = (width - side) // 2, (height - side) // 2
-    image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+    # Crop, then resize (as `center_crop_and_resize`): resizing with a box would filter pixels outside it.
+    image = image.crop((left, top, left + side, top + side)).resize((image_size, image_size), Image.Resampling.BILINEAR)
     return np.asarray(image, np.uint8).reshape(image_size, image_size, channels)
 
 
