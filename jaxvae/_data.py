@@ -53,6 +53,7 @@ class DatasetInfo:
   tfds_name: str = ''  # the tfds name, for origin 'tfds'
   label_feature: str = 'label'  # the tfds feature read as 'label'
   factor_features: tuple[str, ...] = ()  # the tfds features read, in order, as 'factors' [N, F]
+  factor_sizes: tuple[int, ...] = ()  # the number of levels of each factor, where known
   test_subset: int = 0  # > 0: 'test' is a fixed random subset of this many 'train' examples (no held-out split)
 
   @property
@@ -137,6 +138,7 @@ DATASETS = {
     has_factors=True,
     tfds_name='dsprites',
     factor_features=('label_shape', 'label_scale', 'label_orientation', 'label_x_position', 'label_y_position'),
+    factor_sizes=_dsprites.FACTOR_SIZES,
     test_subset=10_000,
   ),
   'shapes3d': DatasetInfo(
@@ -159,6 +161,7 @@ DATASETS = {
       'label_shape',
       'label_orientation',
     ),
+    factor_sizes=(10, 10, 10, 8, 4, 15),
     test_subset=10_000,
   ),
   'smallnorb': DatasetInfo(
@@ -177,6 +180,7 @@ DATASETS = {
     tfds_name='smallnorb',
     label_feature='label_category',
     factor_features=('label_category', 'label_elevation', 'label_azimuth', 'label_lighting'),
+    factor_sizes=(5, 9, 18, 6),
   ),
   **{
     name: DatasetInfo(
@@ -320,18 +324,19 @@ def _tfds_info(name: str, data_dir: str) -> DatasetInfo:
   except tfds.core.registered.DatasetNotFoundError as error:
     raise ValueError(
       f'tfds does not know the dataset {name!r} (config.data.dataset={TFDS_PREFIX}{name}); closest names: '
-      f'{_closest(name, tfds.list_builders())}.'
+      f'{_closest(name, tfds.list_builders(with_community_datasets=False))}.'
     ) from error
   features = builder.info.features
   image_key = _tfds_image_feature(name, features, tfds)
   shape = tuple(features[image_key].shape)
   if shape[-1] is None:
     raise ValueError(f'the images of tfds:{name} have no fixed channel count ({shape}); jaxvae needs one.')
-  label = features.get('label') if hasattr(features, 'get') else None
-  label_key = 'label' if isinstance(label, tfds.features.ClassLabel) else ''
+  # 'label' if it is a class label, else the supervised target if that is one.
   supervised = builder.info.supervised_keys
-  if not label_key and supervised and isinstance(features.get(supervised[1]), tfds.features.ClassLabel):
-    label_key = supervised[1]
+  candidates = ('label', supervised[1] if supervised and isinstance(supervised[1], str) else '')
+  label_key = next(
+    (key for key in candidates if key in features and isinstance(features[key], tfds.features.ClassLabel)), ''
+  )
   splits = {}
   for split in tuple(builder.info.splits) or ('train', 'validation', 'test'):
     try:
@@ -964,10 +969,11 @@ def eval_batches(
 
 
 class FactorGroundTruth:
-  """A source with integer `'factors'` as disentanglement_lib's `GroundTruthData`, for the metrics.
+  """A source with `'factors'` as disentanglement_lib's `GroundTruthData`, for the metrics.
 
-  Reads the factors of every example once, maps each column's distinct values
-  to levels `0..K-1`, and answers `sample_observations_from_factors` with a
+  Reads the factors of every example once: integer levels `0..K-1` of known
+  `factor_sizes`, or else any values, each column's distinct values mapped to
+  levels `0..K-1` in order. Answers `sample_observations_from_factors` with a
   uniformly drawn example of those levels; where several examples share them
   (SmallNORB's instances) the draw picks one, as disentanglement_lib does for
   factors it leaves out.
@@ -977,12 +983,15 @@ class FactorGroundTruth:
       levels has no example (the metrics sample every factor independently).
   """
 
-  def __init__(self, source: Source, *, max_value: int):
+  def __init__(self, source: Source, *, max_value: int, factor_sizes: Sequence[int] = ()):
     self.source, self.max_value = source, max_value
     factors = read_in_chunks(_FeatureSource(source, ('factors',)), np.arange(len(source)))['factors']
-    columns = [np.unique(column, return_inverse=True) for column in factors.T]
-    self._levels = np.stack([inverse.reshape(-1) for _, inverse in columns], axis=-1)  # [N, F]
-    self._sizes = tuple(len(values) for values, _ in columns)
+    if factor_sizes:
+      self._levels, self._sizes = factors.astype(np.int64), tuple(factor_sizes)
+    else:
+      columns = [np.unique(column, return_inverse=True) for column in factors.T]
+      self._levels = np.stack([inverse.reshape(-1) for _, inverse in columns], axis=-1)  # [N, F]
+      self._sizes = tuple(len(values) for values, _ in columns)
     cell = np.ravel_multi_index(tuple(self._levels.T), self._sizes)  # [N] flat index of each example's levels
     order = np.argsort(cell, kind='stable')
     counts = np.bincount(cell, minlength=int(np.prod(self._sizes)))

@@ -242,7 +242,7 @@ class Run:
     if self.dataset.origin == 'embedded':  # dSprites and its variants: sampled straight from the factor grid
       return _data.dsprites_generator(config.data)
     source = _data.open_source(config.data, config.data.train_split, source=self.source)
-    return _data.FactorGroundTruth(source, max_value=self.dataset.max_value)
+    return _data.FactorGroundTruth(source, max_value=self.dataset.max_value, factor_sizes=self.dataset.factor_sizes)
 
   def condition(self, x: jax.Array, batch: _types.Batch, key: jax.Array) -> jax.Array | None:
     """The condition of `x` for a conditional model, else None."""
