@@ -314,6 +314,9 @@ def event_shape(data: _types.Config, *, source: Any = None) -> tuple[int, int, i
 # ----------------------------------------------------------------------------- dynamic datasets
 
 
+_IN_MEMORY_BYTES = 1 << 30
+
+
 @functools.lru_cache(maxsize=16)
 def _tfds_info(name: str, data_dir: str) -> DatasetInfo:
   """A tfds image dataset's info from its builder: its image and label features, and its prepared splits."""
@@ -345,6 +348,7 @@ def _tfds_info(name: str, data_dir: str) -> DatasetInfo:
       continue
   if not splits:
     raise _not_prepared(name, data_dir)
+  stored_bytes = max(splits.values()) * np.prod([side or 1024 for side in shape])
   return DatasetInfo(
     image_shape=tuple(int(side or 0) for side in shape),
     max_value=255,
@@ -353,10 +357,11 @@ def _tfds_info(name: str, data_dir: str) -> DatasetInfo:
     origin='tfds',
     description=f'tfds {name!r}',
     num_classes=features[label_key].num_classes if label_key else 0,
+    # Small datasets (fixed-size images, a split under _IN_MEMORY_BYTES) are read into host memory once.
+    in_memory=None not in shape and stored_bytes < _IN_MEMORY_BYTES,
     croppable=True,
     tfds_name=name,
     label_feature=label_key,
-    image_sizes=(),
   )
 
 
