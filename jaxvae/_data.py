@@ -567,7 +567,13 @@ class UserSource:
     elif hasattr(self.source, '__getitems__'):
       batch = self.source.__getitems__(indices)
     else:
-      batch = self.source[indices]
+      try:
+        batch = self.source[indices]
+      except TypeError as error:  # e.g. a list, which takes no index arrays
+        raise ValueError(
+          f'a source must take batched reads (read, __getitems__, or an index array); {type(self.source).__name__}'
+          f'[indices] raised: {error}.'
+        ) from error
     if not isinstance(batch, Mapping) or 'image' not in batch:
       raise ValueError(
         f"a source's batched read must return a dict with 'image' (uint8 [N, H, W, C]); got {type(batch).__name__}"

@@ -269,3 +269,30 @@ def test_train_and_evaluate_on_a_python_source(tmp_path):
     jaxvae.validate_config(config)
   with pytest.raises(ValueError, match=r"a source was given, but config.data.dataset is 'mnist_5k'"):
     jaxvae.train_and_evaluate(load_config('default', 'smoke'), tmp_path / 'other', source=loader)
+
+
+def test_files_that_are_not_npz_archives(tmp_path):
+  np.save(tmp_path / 'one.npy', np.zeros((2, 8, 8, 1), np.uint8))
+  with pytest.raises(ValueError, match=r'is a single .npy array, not an .npz of named arrays'):
+    jaxvae.validate_config(_array_config(tmp_path / 'one.npy'))
+  (tmp_path / 'junk.npz').write_bytes(b'junk')
+  with pytest.raises(ValueError, match=r"config.data.path '.*junk.npz' is not a readable .npz file"):
+    jaxvae.validate_config(_array_config(tmp_path / 'junk.npz'))
+
+
+def test_bad_python_sources(tmp_path):
+  config = _array_config('', dataset='source')
+  with pytest.raises(ValueError, match=r'a source must have len\(\) and batched reads; got int'):
+    jaxvae.validate_config(config, source=3)
+  with pytest.raises(ValueError, match=r'a source must take batched reads .* list\[indices\] raised'):
+    jaxvae.validate_config(config, source=[np.zeros((8, 8, 1), np.uint8)] * 4)
+  with pytest.raises(ValueError, match=r"batched read must return a dict with 'image' .* got ndarray"):
+    jaxvae.validate_config(config, source=np.zeros((4, 8, 8, 1), np.uint8))
+  with pytest.raises(ValueError, match=r"the source of split 'test' is empty"):
+    jaxvae.validate_config(
+      config, source={'train': _Loader(np.zeros((4, 8, 8, 1), np.uint8), np.zeros(4, np.int64)), 'test': []}
+    )
+  floats = _Loader(np.zeros((16, 8, 8, 1), np.float32), np.zeros(16, np.int64))
+  with pytest.raises(ValueError, match=r'`images` in the source \(\w+\) must be uint8'):
+    jaxvae.validate_config(config, source=floats)
+  del tmp_path
