@@ -4,8 +4,10 @@ Every dataset is read through a random-access source: `len(source)` examples
 and `source.read(indices)`, a dict of batched numpy arrays (`'image'`, uint8
 `[N, H, W, C]`, plus `'label'` or `'factors'` where the dataset has them).
 Sources come from tensorflow-datasets' `tfds.data_source` (array_record files,
-read without TensorFlow) or are embedded in the library (`mnist_5k`,
-`dsprites`). The training pipeline is a grain dataset over step numbers: batch
+read without TensorFlow, in batches), are embedded in the library (`mnist_5k`,
+`dsprites` and its variants), or are a user's (a folder of images, an `.npz`,
+a Python object); `dataset_info(config.data)` describes any of them, found
+from the data where the registry does not list it. The training pipeline is a grain dataset over step numbers: batch
 `i` is a pure function of `(seed, i, process)`, and its iterator position is
 checkpointed with the model.
 """
