@@ -70,12 +70,35 @@ def _optax_optimizer() -> _Check:
   return (lambda v: isinstance(v, str) and callable(getattr(optax, v, None))), 'the name of an optax optimiser'
 
 
+def _dataset_name() -> _Check:
+  def check(v: Any) -> bool:
+    return isinstance(v, str) and (
+      v in _data.DATASETS or v in _data.USER_DATASETS or (v.startswith(_data.TFDS_PREFIX) and len(v) > 5)
+    )
+
+  names = (*_data.DATASETS, *_data.USER_DATASETS)
+  return check, f'one of {names} or tfds:NAME'
+
+
+def _bool() -> _Check:
+  return (lambda v: isinstance(v, bool)), 'True or False'
+
+
+def _fraction() -> _Check:
+  return (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < 1), 'a number in (0, 1)'
+
+
 SCHEDULES = ('constant', 'cosine', 'warmup_cosine', 'iwae')
 
 _SCHEMA: Mapping[str, _Check] = {
   'seed': _int_at_least(0),
-  'data.dataset': _one_of(tuple(_data.DATASETS)),
+  'data.dataset': _dataset_name(),
   'data.data_dir': _string(),
+  'data.path': _string(),
+  'data.folder_labels': _bool(),
+  'data.channels': _int_at_least(1),
+  'data.test_fraction': _fraction(),
+  'data.scream_path': _string(),
   'data.train_split': _string(),
   'data.eval_split': _string(),
   'data.crop_size': _int_at_least(0),
@@ -132,8 +155,12 @@ _SCHEMA: Mapping[str, _Check] = {
 }
 
 
-def validate_config(config: _types.Config) -> None:
-  """Checks a run config against the schema of `configs/default.py`.
+def validate_config(config: _types.Config, *, source: Any = None) -> None:
+  """Checks a run config against the schema of `configs/default.py`, and against its data.
+
+  Args:
+    config: the run config.
+    source: a user's random-access source, for `config.data.dataset='source'`.
 
   Raises:
     ValueError: naming the first unknown field, missing field, or bad value,
@@ -157,13 +184,15 @@ def validate_config(config: _types.Config) -> None:
       f'config.optim.warmup_steps ({config.optim.warmup_steps}) must be smaller than '
       f'config.train.num_train_steps ({config.train.num_train_steps}).'
     )
-  _data.check_data_config(config.data)
-  _check_preprocessing(config)
-  _check_objective(config)
-  if config.eval.disentanglement_metrics and not _data.DATASETS[config.data.dataset].has_factors:
+  _data.check_data_config(config.data, source=source)
+  dataset = _data.dataset_info(config.data, source=source)
+  _check_preprocessing(config, dataset)
+  _check_objective(config, dataset)
+  if config.eval.disentanglement_metrics and not dataset.has_factors:
     raise ValueError(
-      f'config.eval.disentanglement_metrics need data with ground-truth factors (dsprites); '
-      f'{config.data.dataset!r} has none. Set config.eval.disentanglement_metrics=().'
+      f'config.eval.disentanglement_metrics need data with ground-truth factors (the dsprites family, shapes3d, '
+      f'smallnorb, or an array with factors); {config.data.dataset!r} has none. '
+      'Set config.eval.disentanglement_metrics=().'
     )
 
 
@@ -191,7 +220,7 @@ def check_field_names(paths: list[str] | tuple[str, ...]) -> None:
     raise ValueError(f'unknown config field {path!r}.{hint}{here}')
 
 
-def _check_objective(config: _types.Config) -> None:
+def _check_objective(config: _types.Config, dataset: _data.DatasetInfo) -> None:
   """The objective must fit the data, the sampling settings and its condition."""
   objective, num_samples = config.objective, config.train.num_samples
   if (objective.name == 'cvae') != (objective.condition != 'none'):
@@ -199,7 +228,7 @@ def _check_objective(config: _types.Config) -> None:
       f'config.objective.condition is {objective.condition!r} with the {objective.name!r} objective: a condition '
       "goes with objective 'cvae' and only there; set both, or condition='none'."
     )
-  if objective.condition == 'label' and not _data.DATASETS[config.data.dataset].num_classes:
+  if objective.condition == 'label' and not dataset.num_classes:
     raise ValueError(
       f"config.objective.condition='label' needs a labelled dataset; {config.data.dataset!r} has no labels. "
       "Use condition='inpaint' or 'structure', or a labelled dataset such as mnist_5k."
@@ -221,10 +250,9 @@ def _check_objective(config: _types.Config) -> None:
     )
 
 
-def _check_preprocessing(config: _types.Config) -> None:
+def _check_preprocessing(config: _types.Config, dataset: _data.DatasetInfo) -> None:
   """The data's preprocessing must give what the likelihood models."""
   data = config.data
-  dataset = _data.DATASETS[data.dataset]
   if dataset.binary and (data.binarize != 'none' or data.dequantize != 'none'):
     raise ValueError(
       f"{data.dataset!r} is already binary: set config.data.binarize='none' and config.data.dequantize='none'."

@@ -45,12 +45,30 @@ whole-pixel step. In pixel units, pixel `(row, col)` covering `[row, row + 1) x
 Because positions move whole pixels, an image is one of the 3 * 6 * 40 = 720
 sprite masks (rendered once, on first use, into a 32x32 window) copied into an
 empty frame at an integer offset, exactly equal to rasterising the whole frame.
+
+Three colour variants follow disentanglement_lib's definitions (Locatello et
+al. 2019, `data/ground_truth/dsprites.py`), as 8-bit RGB `round(255 v)` of
+its values `v` in [0, 1]:
+
+* `color`: the sprite in one colour drawn uniformly from [0.5, 1]^3 per image,
+  on black;
+* `noisy`: a white sprite on a background of uniform noise in [0, 1], drawn
+  per pixel and channel;
+* `scream`: a random 64x64 patch of a texture image (Munch's *The Scream* in
+  the reference, shrunk to fit 350x274), averaged with a random colour in
+  [0, 1]^3, with the sprite's pixels inverted (1 - v).
+
+Their colour and noise are nuisance variables, not factors: in the
+random-access source, image `i`'s draw comes from a generator seeded by `i`
+alone, so every read of image `i` is the same; the metrics' sampler draws
+them from its `random_state`, as the reference does.
 """
 
 from __future__ import annotations
 
 import functools
 import operator
+import pathlib
 from collections.abc import Sequence
 
 import numpy as np
@@ -60,6 +78,9 @@ FACTOR_SIZES = (3, 6, 40, 32, 32)
 NUM_IMAGES = 737_280  # = prod(FACTOR_SIZES)
 IMAGE_SHAPE = (64, 64, 1)
 SHAPE_NAMES = ('square', 'ellipse', 'heart')  # shape levels 0, 1, 2; values 1., 2., 3.
+VARIANTS = ('binary', 'color', 'noisy', 'scream')
+_VARIANT_SEED = 0  # image i's colour or noise comes from default_rng([_VARIANT_SEED, i])
+_SCREAM_SIZE = (350, 274)  # (width, height) the texture is shrunk to fit, as in disentanglement_lib
 
 _FRAME = 64  # pixels a side
 _WINDOW = 32  # pixels a side of the window holding one sprite, centred on its pixel 16
@@ -267,6 +288,86 @@ def _render_full_frame(factors: object) -> np.ndarray:
   return images[..., None]
 
 
+def load_texture(path: str) -> np.ndarray:
+  """The scream_dsprites texture: the image at `path`, RGB, shrunk to fit 350x274 as in disentanglement_lib.
+
+  Returns:
+    uint8 `[H, W, 3]`, H and W at least 65.
+
+  Raises:
+    FileNotFoundError: for an empty or missing `path` (the library cannot download the image).
+    ValueError: for an image that cannot be read or is smaller than 65x65.
+  """
+  file = pathlib.Path(path).expanduser()
+  if not path or not file.is_file():
+    raise FileNotFoundError(
+      'scream_dsprites needs a texture image at config.data.scream_path; got '
+      f'{path!r}, which {"is empty" if not path else "does not exist"}. '
+      'Download The Scream (e.g. from Wikimedia Commons) and point config.data.scream_path at it.'
+    )
+  return _load_texture(str(file))
+
+
+@functools.lru_cache(maxsize=2)
+def _load_texture(path: str) -> np.ndarray:
+  from PIL import Image, UnidentifiedImageError  # pylint: disable=import-outside-toplevel
+
+  try:
+    with Image.open(path) as image:
+      image = image.convert('RGB')
+      image.thumbnail(_SCREAM_SIZE)
+      texture = np.asarray(image, np.uint8)
+  except (OSError, UnidentifiedImageError) as error:
+    raise ValueError(f'config.data.scream_path {path!r} is not a readable image ({error}).') from error
+  if min(texture.shape[:2]) <= 64:
+    raise ValueError(f'the texture at config.data.scream_path must exceed 64x64 pixels; got {texture.shape[:2]}.')
+  texture.flags.writeable = False
+  return texture
+
+
+def _uniform(rng, low: float, high: float, size) -> np.ndarray:
+  return rng.uniform(low, high, size)
+
+
+def _integer(rng, high: int) -> int:
+  return int(rng.integers(high) if isinstance(rng, np.random.Generator) else rng.randint(high))
+
+
+def colorize(masks: np.ndarray, rngs: Sequence, *, variant: str, texture: np.ndarray | None = None) -> np.ndarray:
+  """disentanglement_lib's colour, noise or scream variant of binary sprite masks, as floats in [0, 1].
+
+  Args:
+    masks: uint8 `[N, 64, 64, 1]` of 0s and 1s (`render`'s output).
+    rngs: one numpy `Generator` or `RandomState` per image, drawing its colour or noise.
+    variant: 'color', 'noisy' or 'scream'.
+    texture: uint8 `[H, W, 3]` (`load_texture`), for 'scream'.
+
+  Returns:
+    float64 `[N, 64, 64, 3]` in [0, 1].
+  """
+  sprite = np.repeat(masks.astype(np.float64), 3, axis=-1)  # [N, 64, 64, 3]
+  out = np.empty_like(sprite)
+  for i, rng in enumerate(rngs):
+    if variant == 'color':
+      out[i] = sprite[i] * _uniform(rng, 0.5, 1.0, (1, 1, 3))
+    elif variant == 'noisy':
+      out[i] = np.minimum(sprite[i] + _uniform(rng, 0.0, 1.0, (_FRAME, _FRAME, 3)), 1.0)
+    elif variant == 'scream':
+      top = _integer(rng, texture.shape[0] - _FRAME)
+      left = _integer(rng, texture.shape[1] - _FRAME)
+      patch = texture[top : top + _FRAME, left : left + _FRAME] / 255.0
+      background = (patch + _uniform(rng, 0.0, 1.0, 3)) / 2.0
+      out[i] = np.where(sprite[i] == 1, 1.0 - background, background)
+    else:
+      raise ValueError(f'`variant` must be one of {VARIANTS[1:]}; got {variant!r}.')
+  return out
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+  """Floats in [0, 1] as 8-bit pixels, `round(255 v)`."""
+  return np.round(values * 255.0).astype(np.uint8)
+
+
 class DSpritesSource:
   """Random access to dSprites, for input pipelines (grain) and disentanglement metrics.
 
@@ -274,7 +375,9 @@ class DSpritesSource:
   the ground-truth-data protocol of disentanglement_lib's `GroundTruthData`
   (Locatello et al. 2019): `num_factors`, `factors_num_values`,
   `observation_shape`, `sample_factors`, `sample_observations_from_factors`,
-  `sample_observations` and `sample`. Images are rendered on demand (see `render`).
+  `sample_observations` and `sample`. Images are rendered on demand (see `render`);
+  `variant` 'color', 'noisy' or 'scream' (with its `texture`) renders disentanglement_lib's
+  RGB variants (see `colorize`), uint8 `[64, 64, 3]`.
 
   >>> source = DSpritesSource()
   >>> example = source[1]
@@ -282,11 +385,22 @@ class DSpritesSource:
   (737280, (64, 64, 1), [0, 0, 0, 0, 1])
   """
 
-  def __init__(self):
+  def __init__(self, *, variant: str = 'binary', texture: np.ndarray | None = None):
+    if variant not in VARIANTS:
+      raise ValueError(f'`variant` must be one of {VARIANTS}; got {variant!r}.')
+    if (variant == 'scream') != (texture is not None):
+      raise ValueError("`texture` goes with variant 'scream' and only there.")
     self._values = tuple(v.astype(np.float32) for v in factor_values())
+    self.variant, self._texture = variant, texture
 
   def __repr__(self) -> str:
-    return f'DSpritesSource(num_images={NUM_IMAGES})'
+    return f'DSpritesSource(num_images={NUM_IMAGES}, variant={self.variant!r})'
+
+  def _colorize(self, masks: np.ndarray, rngs: Sequence) -> np.ndarray:
+    """uint8 images of `masks` in this source's variant."""
+    if self.variant == 'binary':
+      return masks
+    return to_uint8(colorize(masks, rngs, variant=self.variant, texture=self._texture))
 
   def __len__(self) -> int:
     return NUM_IMAGES
@@ -297,7 +411,8 @@ class DSpritesSource:
       raise IndexError(f'dSprites indices must be in [0, {NUM_IMAGES - 1}]; got {indices[bad].flat[0]}.')
     factors = factors_from_index(indices)  # [N, 5]
     values = np.stack([v[f] for v, f in zip(self._values, factors.T, strict=True)], axis=-1)  # [N, 5]
-    return {'image': render(factors), 'factors': factors, 'factor_values': values}
+    rngs = [np.random.default_rng([_VARIANT_SEED, int(i)]) for i in indices] if self.variant != 'binary' else []
+    return {'image': self._colorize(render(factors), rngs), 'factors': factors, 'factor_values': values}
 
   def __getitem__(self, index: int) -> dict[str, np.ndarray]:
     """Image `index`: `{'image': uint8 [64, 64, 1], 'factors': int32 [5], 'factor_values': float32 [5]}`.
@@ -329,7 +444,7 @@ class DSpritesSource:
 
   @property
   def observation_shape(self) -> list[int]:
-    return list(IMAGE_SHAPE)
+    return list(IMAGE_SHAPE) if self.variant == 'binary' else [*IMAGE_SHAPE[:2], 3]
 
   def sample_factors(self, num: int, random_state: np.random.RandomState) -> np.ndarray:
     """int32 `[num, 5]` factor levels, each factor independently uniform over its levels.
@@ -343,9 +458,14 @@ class DSpritesSource:
     return np.stack(columns, axis=-1).astype(np.int32)
 
   def sample_observations_from_factors(self, factors: object, random_state: np.random.RandomState) -> np.ndarray:
-    """float32 `[num, 64, 64, 1]` images in {0, 1} for factor levels `[num, 5]`; `random_state` is unused."""
-    del random_state  # dSprites is deterministic given its factors
-    return render(factors).astype(np.float32)
+    """float32 images in [0, 1] for factor levels `[num, 5]`: `[num, 64, 64, 1]` in {0, 1}, or a variant's RGB.
+
+    `random_state` draws a variant's colour or noise (binary dSprites is deterministic given its factors).
+    """
+    masks = render(factors)
+    if self.variant == 'binary':
+      return masks.astype(np.float32)
+    return self._colorize(masks, [random_state] * len(masks)).astype(np.float32) / 255.0
 
   def sample_observations(self, num: int, random_state: np.random.RandomState) -> np.ndarray:
     """float32 `[num, 64, 64, 1]` images of uniformly sampled factors."""

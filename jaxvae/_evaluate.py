@@ -18,7 +18,6 @@ from jaxvae import (
   _data,
   _dataset_bounds,
   _disentanglement,
-  _dsprites,
   _log_writer,
   _models,
   _parallel,
@@ -61,6 +60,7 @@ def evaluate(
   dataset: str | None = None,
   pictures: bool = True,
   output_dir: str | pathlib.Path | None = None,
+  source: Any = None,
 ) -> Evaluation:
   """Evaluates the latest checkpoint in `workdir` on the evaluation split, with the config stored beside it.
 
@@ -85,6 +85,8 @@ def evaluate(
     pictures: whether to draw the pictures.
     output_dir: where to write (default: `workdir`); checked before any
       computation.
+    source: the user's random-access source the run was trained on, for
+      `config.data.dataset='source'` (see `train_and_evaluate`).
 
   Returns:
     An `Evaluation`.
@@ -107,8 +109,8 @@ def evaluate(
     )
   ks = _dataset_bounds.as_ks(config.eval.iwae_num_samples if iwae_num_samples is None else iwae_num_samples)
   metrics = tuple(config.eval.disentanglement_metrics if metrics is None else metrics)
-  _check_metrics(config, metrics)
-  run = _run.Run(config)
+  _check_metrics(config, metrics, source=source)
+  run = _run.Run(config, source=source)
   step, state = run.restore(workdir)  # the newest intact checkpoint, perhaps newer than the config's
   batches = run.eval_batches()
   bounds = run.bounds_fn(elbo_num_samples=config.eval.elbo_num_samples, iwae_num_samples=ks)
@@ -184,15 +186,15 @@ def _check_writable(directory: pathlib.Path) -> None:
     ) from None
 
 
-def _check_metrics(config: _types.Config, metrics: Sequence[str]) -> None:
+def _check_metrics(config: _types.Config, metrics: Sequence[str], *, source: Any = None) -> None:
   """Raises ValueError for unknown metric names, or metrics on a dataset without ground-truth factors."""
   unknown = sorted(set(metrics) - set(_disentanglement.METRICS))
   if unknown:
     raise ValueError(f'unknown disentanglement metric {unknown[0]!r}; choose from {_disentanglement.METRICS}.')
-  if metrics and not _data.DATASETS[config.data.dataset].has_factors:
+  if metrics and not _data.dataset_info(config.data, source=source).has_factors:
     raise ValueError(
-      f'disentanglement metrics need data with ground-truth factors (dsprites); {config.data.dataset!r} has '
-      'none. Ask for no metrics (eval.py --metrics=none).'
+      'disentanglement metrics need data with ground-truth factors (the dsprites family, shapes3d, smallnorb, or '
+      f'an array with factors); {config.data.dataset!r} has none. Ask for no metrics (eval.py --metrics=none).'
     )
 
 
@@ -213,7 +215,7 @@ def _disentanglement_scores(run: _run.Run, params: Any, metrics: Sequence[str]) 
   """The metrics of Locatello et al. 2019 on the encoder's posterior means, on every process alike."""
   posterior_mean = _posterior_mean_fn(run, _parallel.local_copy(params))
   return _disentanglement.compute_all(
-    _dsprites.DSpritesSource(),
+    run.ground_truth(),
     lambda observations: np.asarray(posterior_mean(jnp.asarray(observations, jnp.float32), {})[0]),
     seed=run.config.eval.seed,
     metrics=metrics,

@@ -54,8 +54,13 @@ class TrainState:
 IWAE_SCHEDULE_STAGES = 8
 
 
-def learning_rate_schedule(config: _types.Config) -> optax.ScalarOrSchedule:
-  """`config.optim.learning_rate` under `config.optim.schedule`, as a function of the step."""
+def learning_rate_schedule(
+  config: _types.Config, *, dataset: _data.DatasetInfo | None = None
+) -> optax.ScalarOrSchedule:
+  """`config.optim.learning_rate` under `config.optim.schedule`, as a function of the step.
+
+  `dataset` (default: `_data.dataset_info(config.data)`) gives the epoch length of the 'iwae' schedule.
+  """
   optim, num_steps = config.optim, config.train.num_train_steps
   if optim.schedule == 'constant':
     return optim.learning_rate
@@ -65,7 +70,7 @@ def learning_rate_schedule(config: _types.Config) -> optax.ScalarOrSchedule:
     return optax.warmup_cosine_decay_schedule(0.0, optim.learning_rate, optim.warmup_steps, num_steps)
   # Batches per epoch as `_data.train_batches` counts them: those of the smallest process shard.
   processes = jax.process_count()
-  examples = _data.DATASETS[config.data.dataset].splits[config.data.train_split]
+  examples = (dataset or _data.dataset_info(config.data)).splits[config.data.train_split]
   steps_per_epoch = (examples // processes) // (config.train.batch_size // processes)
   stage_ends = np.cumsum([3**i for i in range(IWAE_SCHEDULE_STAGES - 1)]) * steps_per_epoch
   return optax.piecewise_constant_schedule(
@@ -73,7 +78,7 @@ def learning_rate_schedule(config: _types.Config) -> optax.ScalarOrSchedule:
   )
 
 
-def make_optimizer(config: _types.Config) -> optax.GradientTransformation:
+def make_optimizer(config: _types.Config, *, dataset: _data.DatasetInfo | None = None) -> optax.GradientTransformation:
   """The optax optimiser named by `config.optim.name`, with its schedule and optional clipping.
 
   Updates with non-finite gradients are skipped by the train step itself (one
@@ -85,7 +90,7 @@ def make_optimizer(config: _types.Config) -> optax.GradientTransformation:
   # The state's structure is the same whatever the learning rate, schedule and clipping (identity and clipping
   # have the same empty state; a constant is a schedule too), so a resume may change them, e.g. after a divergence.
   clip = optax.clip_by_global_norm(optim.grad_clip_norm) if optim.grad_clip_norm > 0 else optax.identity()
-  schedule = learning_rate_schedule(config)
+  schedule = learning_rate_schedule(config, dataset=dataset)
   if not callable(schedule):
     schedule = optax.constant_schedule(schedule)
   options = {'eps': optim.eps} if optim.eps > 0 else {}
@@ -95,8 +100,13 @@ def make_optimizer(config: _types.Config) -> optax.GradientTransformation:
 class Run:
   """The pieces of the run `config` describes, on the devices of `mesh` (default: every device of every process).
 
+  `source` is a user's random-access source (or a mapping of split names to
+  sources) for `config.data.dataset='source'`.
+
   Attributes:
     config: the validated run config.
+    source: the user's source, or None.
+    dataset: the dataset's `DatasetInfo`.
     mesh: the 1-D `data` mesh.
     vae: the model (conditional if the objective says so).
     condition_fn: `(x, batch, key) -> condition`, or None for an unconditional model.
@@ -108,17 +118,18 @@ class Run:
       the devices.
   """
 
-  def __init__(self, config: _types.Config, *, mesh: jax.sharding.Mesh | None = None):
-    _config.validate_config(config)
+  def __init__(self, config: _types.Config, *, mesh: jax.sharding.Mesh | None = None, source: Any = None):
+    _config.validate_config(config, source=source)
     self.config = config
+    self.source = source
     self.mesh = mesh or _parallel.make_mesh()
-    self.dataset = _data.DATASETS[config.data.dataset]
-    self.event_shape = _data.event_shape(config.data)
+    self.dataset = _data.dataset_info(config.data, source=source)
+    self.event_shape = _data.event_shape(config.data, source=source)
     condition = config.objective.condition
     self.vae = _models.make_vae(event_shape=self.event_shape, conditional=condition != 'none', **config.model)
     self.condition_fn = _conditions.condition_fn(condition, num_classes=self.dataset.num_classes)
     self.log_likelihood = _models.log_likelihood_fn(config.model.likelihood)
-    self.optimizer = make_optimizer(config)
+    self.optimizer = make_optimizer(config, dataset=self.dataset)
     self.discriminator = _family.make_discriminator(config.objective) if config.objective.name == 'factor_vae' else None
     self.features = ('image', *_conditions.FEATURES[condition])
 
@@ -243,7 +254,7 @@ class Run:
     """This process's endless grain iterator of training batches (its share of each global batch)."""
     config = self.config
     return _data.train_batches(
-      _data.open_source(config.data, config.data.train_split),
+      _data.open_source(config.data, config.data.train_split, source=self.source),
       batch_size=config.train.batch_size // jax.process_count(),
       seed=config.seed,
       process_index=jax.process_index(),
@@ -263,6 +274,7 @@ class Run:
       process_index=jax.process_index(),
       process_count=jax.process_count(),
       features=('image', 'label') if self.dataset.num_classes else ('image',),
+      source=self.source,
     )
 
   def eval_sample(self, num: int) -> _types.Batch:
@@ -284,7 +296,20 @@ class Run:
 
   def prepare_eval(self, batch: _types.Batch) -> jax.Array:
     """An evaluation batch's images in the likelihood's domain, with noise fixed per example."""
-    return _data.prepare_eval_images(batch['image'], batch['index'], data=self.config.data)
+    return _data.prepare_eval_images(
+      batch['image'], batch['index'], data=self.config.data, max_value=self.dataset.max_value
+    )
+
+  def ground_truth(self) -> Any:
+    """The data with the ground-truth-data protocol of the disentanglement metrics (`_disentanglement`).
+
+    Observations are float32 in [0, 1], the images as the model sees them before binarisation.
+    """
+    config = self.config
+    if self.dataset.origin == 'embedded':  # dSprites and its variants: sampled straight from the factor grid
+      return _data.dsprites_generator(config.data)
+    source = _data.open_source(config.data, config.data.train_split, source=self.source)
+    return _data.FactorGroundTruth(source, max_value=self.dataset.max_value, factor_sizes=self.dataset.factor_sizes)
 
   def condition(self, x: jax.Array, batch: _types.Batch, key: jax.Array) -> jax.Array | None:
     """The condition of `x` for a conditional model, else None."""

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def make_train_step(run: _run.Run) -> Callable[[_run.TrainState, _types.Batch], 
 
   def train_step(state: _run.TrainState, batch: _types.Batch) -> tuple[_run.TrainState, _types.Metrics]:
     data_key, latent_key = jax.random.split(jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step))
-    x = _data.prepare_images(data_key, batch['image'], data=config.data)
+    x = _data.prepare_images(data_key, batch['image'], data=config.data, max_value=run.dataset.max_value)
     condition = run.condition(x, batch, jax.random.fold_in(data_key, 1))
     scored = run.scored_mask(condition)
     log_likelihood = run.log_likelihood if scored is None else functools.partial(run.log_likelihood, mask=scored)
@@ -160,7 +161,7 @@ class _StopSignals:
     return self.signum is not None
 
 
-def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path) -> _run.TrainState:
+def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path, *, source: Any = None) -> _run.TrainState:
   """Trains from `config` in `workdir`, resuming from its newest intact checkpoint if there is one.
 
   Writes `workdir/config.json`, checkpoints under `workdir/checkpoints`,
@@ -172,6 +173,13 @@ def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path) -> _r
   Returns:
     The final `TrainState`.
 
+  `source` is a user's random-access source for `config.data.dataset='source'`:
+  `len()` and batched reads (`read(indices)`, `__getitems__(indices)` or
+  `source[indices]`) returning the built-in sources' dict (`'image'` uint8
+  `[N, H, W, C]`, optional `'label'` `[N]` and `'factors'` `[N, F]`); or a
+  mapping of split names to such sources. One source is split into 'train' and
+  'test' by a hash of each index (`config.data.test_fraction`).
+
   Raises:
     ValueError: for a bad config, or one that differs from the run in `workdir`.
     WorkdirInUseError: if another trainer is running in `workdir`.
@@ -181,7 +189,7 @@ def train_and_evaluate(config: _types.Config, workdir: str | pathlib.Path) -> _r
     NoIntactCheckpointError: if `workdir` has checkpoints but none is intact.
     Preempted: on SIGTERM or SIGINT, after saving the current step.
   """
-  run = _run.Run(config)
+  run = _run.Run(config, source=source)
   _parallel.check_batch_size(config.train.batch_size, run.mesh)
   with _workdir.lock(workdir) as workdir, _StopSignals() as signals:
     _workdir.check_owner(workdir, config)

@@ -31,6 +31,9 @@ from jaxvae import _config, _run
     ('mnist_cvae', 'structure'),
     ('mnist_iwae', ''),
     ('mnist_wae', 'smoke'),
+    ('shapes3d', ''),
+    ('shapes3d', 'betavae'),
+    ('shapes3d', 'dipvae,smoke'),
   ],
 )
 def test_shipped_configs_are_valid(name, variant):
@@ -136,3 +139,26 @@ def test_warmup_shorter_than_training():
   config.optim.schedule, config.optim.warmup_steps = 'warmup_cosine', 10_000
   with pytest.raises(ValueError, match=r'config.optim.warmup_steps \(10000\) must be smaller'):
     jaxvae.validate_config(config)
+
+
+def test_dsprites_family_on_the_colour_variants_as_the_readme_says():
+  config = load_config('dsprites', 'smoke')
+  config.data.update({'dataset': 'noisy_dsprites', 'binarize': 'none'})
+  config.model.likelihood = 'discretized_logistic'
+  jaxvae.validate_config(config)
+  config.data.dataset = 'scream_dsprites'
+  with pytest.raises(FileNotFoundError, match=r"needs a texture image at config.data.scream_path; got ''"):
+    jaxvae.validate_config(config)
+
+
+@pytest.mark.parametrize(
+  'dataset, message',
+  [
+    ('cifar100', r"config.data.dataset must be one of \('mnist_5k', .*'source'\) or tfds:NAME; got 'cifar100'"),
+    ('tfds:', r"config.data.dataset must be one of .* or tfds:NAME; got 'tfds:'"),
+  ],
+)
+def test_unknown_dataset_names(smoke_config, dataset, message):
+  smoke_config.data.dataset = dataset
+  with pytest.raises(ValueError, match=message):
+    jaxvae.validate_config(smoke_config)

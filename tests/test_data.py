@@ -157,7 +157,9 @@ def test_sizes_are_checked():
   with pytest.raises(ValueError, match=r"config.data.image_size must be one of \(64, 128\) for 'celeb_a'; got 96"):
     _data.check_data_config(celeb_a)
   celeb_a.update({'image_size': 64, 'crop_size': 200})
-  with pytest.raises(ValueError, match=r'config.data.crop_size must be between 1 and 178 .* got 200'):
+  with pytest.raises(
+    ValueError, match=r'config.data.crop_size must be between 1 and 178 \(0: the largest centred square\) .* got 200'
+  ):
     _data.check_data_config(celeb_a)
 
 

