@@ -141,6 +141,7 @@ _SCHEMA: Mapping[str, _Check] = {
   'train.num_samples': _int_at_least(1),
   'train.log_every': _int_at_least(1),
   'train.checkpoint_every': _int_at_least(1),
+  'train.image_every': _int_at_least(0),
   'train.keep_checkpoints': _int_at_least(1),
   'eval.batch_size': _int_at_least(1),
   'eval.num_examples': _int_at_least(0),
@@ -292,6 +293,7 @@ _RESUMABLE_CHANGES = (
   'train.num_train_steps',
   'train.log_every',
   'train.checkpoint_every',
+  'train.image_every',
   'train.keep_checkpoints',
   'eval.',
 )

@@ -36,6 +36,7 @@ CELEB_A_IMAGE_SIZES = (64, 128)
 USER_DATASETS = ('folder', 'array', 'source')
 TFDS_PREFIX = 'tfds:'  # `tfds:NAME`: any tfds image dataset
 
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """What the rest of the library needs to know about a dataset."""

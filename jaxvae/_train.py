@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import functools
 import pathlib
 import signal
@@ -232,6 +233,7 @@ def _train_loop(run: _run.Run, workdir: pathlib.Path, signals: _StopSignals) -> 
     return f'The steps after the checkpoint at step {kept[0]} are lost; rerun every process to resume from it.'
 
   watch = _parallel.PeerWatch(describe_loss=describe_loss)
+  painter = _GridPainter(run, writer, workdir)
   try:
     watch.start()
     for step in range(first_step + 1, num_steps + 1):
@@ -251,6 +253,8 @@ def _train_loop(run: _run.Run, workdir: pathlib.Path, signals: _StopSignals) -> 
           _check_finite_test_bound(scalars, step, manager)
         writer.write_scalars(step, scalars)
         progress.set_postfix(loss=f'{scalars["train_loss"]:.2f}', refresh=False)
+      if config.train.image_every and step % config.train.image_every == 0 and not is_last:
+        painter.paint(step, state.params)
       saved = checkpoint_due and _checkpoint.save(manager, step, state, config, data_iterator=batches, force=is_last)
       if signals.reached(step):
         if not saved:
@@ -261,8 +265,7 @@ def _train_loop(run: _run.Run, workdir: pathlib.Path, signals: _StopSignals) -> 
         kept[0] = step  # (a save in flight when a process dies may not be complete; the rerun checks)
     manager.wait_until_finished()
     watch.stop()
-    if jax.process_index() == 0:
-      _write_grids(run, state, writer, workdir)
+    painter.paint(num_steps, state.params, wait=True)
   except jax.errors.JaxRuntimeError:
     # A collective failed: most likely another process died. Rather than a traceback now and a C++ abort when JAX
     # shuts down, let the watch name the lost process in one line (it ends this one).
@@ -270,6 +273,7 @@ def _train_loop(run: _run.Run, workdir: pathlib.Path, signals: _StopSignals) -> 
     raise
   finally:
     watch.stop()
+    painter.close()
     progress.close()
     writer.close()
     manager.close()
@@ -347,22 +351,57 @@ def _test_elbo(
   return {'eval_elbo': float(values['elbo'].mean()), 'eval_kl': float(values['kl'].mean())}
 
 
-def _write_grids(run: _run.Run, state: _run.TrainState, writer: _log_writer.LogWriter, workdir) -> None:
-  """`samples.png` and `reconstructions.png` of a spread sample of test examples (and their conditions)."""
-  rows = run.config.eval.num_image_rows
-  first = run.eval_sample(rows * rows)
-  inputs = jax.jit(run.prepare_eval)(first)
-  key = jax.random.key(run.config.eval.seed)
-  grids = _pictures.sample_and_reconstruction_grids(
-    vae=run.vae,
-    # Process 0 alone draws the pictures, so on its own copy of the replicated parameters.
-    params=_parallel.local_copy(state.params),
-    likelihood=run.config.model.likelihood,
-    inputs=inputs,
-    condition=run.condition(inputs, first, jax.random.fold_in(key, 1)),
-    key=key,
-    columns=rows,
-  )
-  for name, grid in grids.items():
-    _pictures.save_png(pathlib.Path(workdir) / f'{name}.png', grid)
-    writer.write_image(int(state.step), name, grid)
+class _GridPainter:
+  """`samples.png` and `reconstructions.png` (and TensorBoard images) drawn on a background thread.
+
+  `paint` copies the parameters on the devices (asynchronously: the step
+  donates its state; on every process, as the copy is a computation over the
+  global parameters) and returns at once; process 0 draws the grids from its
+  own copy while training goes on. A request that arrives while the previous
+  grids are still being drawn is dropped, so drawing never queues up.
+  """
+
+  def __init__(self, run: _run.Run, writer: _log_writer.LogWriter, workdir: pathlib.Path):
+    self._run, self._writer, self._workdir = run, writer, workdir
+    self._executor = None
+    if jax.process_index() == 0:
+      self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix='grids')
+    self._drawing: concurrent.futures.Future | None = None
+
+  def paint(self, step: int, params: _types.Params, *, wait: bool = False) -> None:
+    """Draws the grids of `params` at `step`, unless the previous ones are still being drawn.
+
+    With `wait`, waits for the previous grids, then for these (at the end of training).
+    """
+    copy = jax.tree.map(jnp.copy, params)
+    if self._executor is None:
+      return
+    if wait and self._drawing is not None:
+      self._drawing.result()
+    if self._drawing is None or self._drawing.done():
+      self._drawing = self._executor.submit(self._draw, step, copy)
+    if wait:
+      self._drawing.result()
+
+  def close(self) -> None:
+    """Stops the thread once the grids being drawn are done."""
+    if self._executor is not None:
+      self._executor.shutdown(wait=True)
+
+  def _draw(self, step: int, params: _types.Params) -> None:
+    run, rows = self._run, self._run.config.eval.num_image_rows
+    sample = run.eval_sample(rows * rows)  # a spread sample of test examples
+    inputs = jax.jit(run.prepare_eval)(sample)
+    key = jax.random.key(run.config.eval.seed)
+    grids = _pictures.sample_and_reconstruction_grids(
+      vae=run.vae,
+      params=_parallel.local_copy(params),  # process 0's own copy of the replicated parameters
+      likelihood=run.config.model.likelihood,
+      inputs=inputs,
+      condition=run.condition(inputs, sample, jax.random.fold_in(key, 1)),
+      key=key,
+      columns=rows,
+    )
+    for name, grid in grids.items():
+      _pictures.save_png(self._workdir / f'{name}.png', grid)
+      self._writer.write_image(step, name, grid)

@@ -76,18 +76,27 @@ class _TraceCounter(logging.Handler):
       self.traces[match.group(1)] += 1
 
 
-def test_the_step_and_the_bounds_compile_once_per_run(smoke_config, tmp_path):
+def test_the_step_and_the_bounds_compile_once_per_run_and_grids_are_drawn_beside_it(smoke_config, tmp_path):
+  from tensorboard.backend.event_processing import event_accumulator
+
   counter = _TraceCounter()
   logging.getLogger('jax').addHandler(counter)
   try:
     with jax.log_compiles():
       smoke_config.train.checkpoint_every = 2  # test-set bounds at steps 2, 4 and 6
+      smoke_config.train.image_every = 2  # grids at steps 2 and 4 (unless 2's are still being drawn), and 6
       jaxvae.train_and_evaluate(smoke_config, tmp_path)
       assert counter.traces['train_step'] == 1 and counter.traces['bounds'] == 1, counter.traces
       jaxvae.evaluate(tmp_path, pictures=False)  # 4 batches of 50 test digits
       assert counter.traces['bounds'] == 2, counter.traces  # a new K and sample count: one more compile
   finally:
     logging.getLogger('jax').removeHandler(counter)
+  accumulator = event_accumulator.EventAccumulator(str(tmp_path / 'tensorboard'))
+  accumulator.Reload()
+  for name in ('samples', 'reconstructions'):
+    steps = {event.step for event in accumulator.Images(name)}
+    assert {2, 6} <= steps <= {2, 4, 6}, (name, steps)
+    assert (tmp_path / f'{name}.png').is_file()
 
 
 def test_resume_with_a_different_model_is_refused(smoke_config, tmp_path):

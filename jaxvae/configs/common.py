@@ -41,6 +41,7 @@ def shrink(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   config.train.num_train_steps = 6
   config.train.log_every = 2
   config.train.checkpoint_every = 3
+  config.train.image_every = 3
   config.eval.batch_size = 50
   config.eval.num_examples = 200
   config.eval.elbo_num_samples = 2

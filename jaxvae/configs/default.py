@@ -98,6 +98,8 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.train.num_samples = 1  # latent samples per example in the training ELBO
   config.train.log_every = 125  # steps between metric lines (also checks the loss is finite)
   config.train.checkpoint_every = 1000  # steps between checkpoints; one is also saved at the end
+  # steps between sample and reconstruction grids (workdir and TensorBoard, drawn beside the loop); 0: at the end only
+  config.train.image_every = 1000
   config.train.keep_checkpoints = 3  # how many recent checkpoints to keep
 
   config.eval = ml_collections.ConfigDict()
