@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import _dsprites, _types
+from jaxvae import _dsprites, _shapes, _types
 
 BINARIZATIONS = ('dynamic', 'none')
 DEQUANTIZATIONS = ('none', 'uniform')
@@ -45,6 +45,7 @@ class DatasetInfo:
   has_factors: bool = False  # examples carry ground-truth generative 'factors'
   in_memory: bool = False  # small enough to hold a process's shard of a split in host memory
   croppable: bool = False  # takes config.data.crop_size and image_size (centre crop, then resize)
+  has_mask: bool = False  # examples carry the exact shape 'mask' [H, W, 1] and float 'factors' (jaxvae._shapes)
 
   @property
   def binary(self) -> bool:
@@ -111,6 +112,27 @@ DATASETS = {
     origin='tfds',
     description='CelebA faces, centre-cropped to config.data.crop_size and resized to config.data.image_size',
     croppable=True,
+  ),
+  'shapes': DatasetInfo(
+    image_shape=(128, 128, 3),
+    max_value=255,
+    splits={'train': 200_000, 'test': 2_000},
+    eval_split='test',
+    origin='embedded',
+    description=(
+      'procedural 128x128 colour shapes (jaxvae._shapes): 4 classes at random scale, rotation and position, with '
+      'random object colour, texture and shading and background colour and gradient; exact masks and factors'
+    ),
+    has_mask=True,
+  ),
+  'shapes_32': DatasetInfo(
+    image_shape=(32, 32, 3),
+    max_value=255,
+    splits={'train': 200_000, 'test': 2_000},
+    eval_split='test',
+    origin='embedded',
+    description="the 'shapes' data rendered at 32x32 (the same factors), for CPU checks",
+    has_mask=True,
   ),
 }
 
@@ -333,6 +355,8 @@ def open_source(data: _types.Config, split: str) -> Source:
       rng = np.random.default_rng(_DSPRITES_TEST_SEED)
       return _SubsetSource(source, np.sort(rng.choice(len(source), info.splits['test'], replace=False)))
     return source
+  if data.dataset in ('shapes', 'shapes_32'):
+    return _shapes.ShapesSource(split, info.splits[split], size=info.image_shape[0])
 
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel (slow; only for tfds datasets)
 

@@ -15,7 +15,7 @@ LAYERS = (
   ('_train', '_evaluate', '_load'),
   ('_run',),
   ('_config', '_checkpoint', '_log_writer', '_pictures', '_dataset_bounds', '_disentanglement', '_parallel'),
-  ('_family', '_conditions', '_data', '_dsprites'),
+  ('_family', '_conditions', '_data', '_dsprites', '_shapes'),
   ('_models', '_discriminator'),
   ('_bounds', '_gaussian', '_likelihoods', '_objectives', '_checks', '_types'),
 )
