@@ -16,8 +16,8 @@ LAYERS = (
   ('_run',),
   ('_config', '_checkpoint', '_log_writer', '_pictures', '_dataset_bounds', '_disentanglement', '_parallel'),
   ('_family', '_conditions', '_data', '_dsprites', '_shapes'),
-  ('_models', '_discriminator'),
-  ('_bounds', '_gaussian', '_likelihoods', '_objectives', '_checks', '_types'),
+  ('_models', '_discriminator', '_unet'),
+  ('_bounds', '_gaussian', '_likelihoods', '_objectives', '_checks', '_types', '_learned_prior'),
 )
 # Same-layer pairs that must not import each other either way.
 INDEPENDENT = (('_train', '_evaluate'), ('_train', '_load'), ('_evaluate', '_load'))
