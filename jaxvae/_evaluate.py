@@ -148,10 +148,10 @@ def evaluation_scalars(evaluation: Evaluation) -> dict[str, float]:
     scalars.update({f'eval_iwae_k{k}_nats': estimate.mean for k, estimate in bounds.iwae.items()})
     if bounds.iwae:
       scalars['eval_nll_nats'] = bounds.nll.mean
-    if bounds.bits_per_dim_dims is not None:
-      scalars['eval_elbo_bpd'] = bounds.bits_per_dim(bounds.elbo).mean
+    if bounds.elbo_bits_per_dim is not None:
+      scalars['eval_elbo_bpd'] = bounds.elbo_bits_per_dim.mean
       if bounds.iwae:
-        scalars['eval_nll_bpd'] = bounds.bits_per_dim(bounds.iwae[max(bounds.iwae)]).mean
+        scalars['eval_nll_bpd'] = bounds.nll_bits_per_dim.mean
   scalars.update({f'eval_{name}': float(score) for name, score in evaluation.disentanglement.items()})
   return scalars
 

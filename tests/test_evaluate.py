@@ -94,7 +94,7 @@ def test_eval_scalars_reach_tensorboard_at_the_checkpoint_step(two_dimensional_r
     'eval_elbo_nats': evaluation.bounds.elbo.mean,
     'eval_iwae_k5_nats': evaluation.bounds.iwae[5].mean,
     'eval_nll_nats': evaluation.bounds.nll.mean,
-    'eval_nll_bpd': evaluation.bounds.bits_per_dim(evaluation.bounds.iwae[5]).mean,
+    'eval_nll_bpd': evaluation.bounds.nll_bits_per_dim.mean,
   }
   for name, value in expected.items():
     events = accumulator.Scalars(name)
