@@ -239,8 +239,9 @@ class Run:
 
   @property
   def _eval_features(self) -> tuple[str, ...]:
-    """What evaluation reads: the model's features, and labels where the data have them (for pictures)."""
-    return tuple(dict.fromkeys((*self.features, *(('label',) if self.dataset.num_classes else ()))))
+    """What evaluation reads: the model's features, labels (for pictures) and exact masks (for scores) if any."""
+    extra = (('label',) if self.dataset.num_classes else ()) + (('mask',) if self.dataset.has_mask else ())
+    return tuple(dict.fromkeys((*self.features, *extra)))
 
   def prepare_eval(self, batch: _types.Batch) -> jax.Array:
     """An evaluation batch's images in the likelihood's domain, with noise fixed per example."""
