@@ -3,7 +3,8 @@
 A U-Net generator p(x | y, z): a structure encoder reduces y `[B, H, W, C_y]`
 by stride-2 convolutions to a bottleneck and hands its features at every
 resolution to the decoder through skip connections; the appearance latent z
-`[B, D]` enters at the bottleneck. The appearance encoder q(z | x, y) sees
+`[B, D]` enters at the bottleneck and, broadcast over the pixels, at every
+resolution beside the skips. The appearance encoder q(z | x, y) sees
 the image beside its structure. The prior is N(0, I) (`prior='standard_normal'`)
 or, as in the paper, learned from the structure's bottleneck, p(z | y) =
 N(loc_p(y), diag exp(log_var_p(y))) (`prior='learned'`).
@@ -105,7 +106,10 @@ class UNetDecoder(nn.Module):
     h = act(h.reshape(z.shape[0], height, width, features))
     levels = len(skips) - 1
     for level in range(levels, -1, -1):
-      h = jnp.concatenate([h, skips[level].astype(self.dtype)], axis=-1)  # the structure at this resolution
+      # The structure at this resolution, and z broadcast over it: a short path from the appearance to
+      # every level (the pixels' colours), which a bottleneck-only z learned far more slowly.
+      z_here = jnp.broadcast_to(z[:, None, None, :].astype(self.dtype), (*h.shape[:3], z.shape[-1]))
+      h = jnp.concatenate([h, skips[level].astype(self.dtype), z_here], axis=-1)
       width_here = self.channels[max(level - 1, 0)]
       h = act(nn.Conv(width_here, (3, 3), padding='SAME', dtype=self.dtype)(h))
       if level > 0:
