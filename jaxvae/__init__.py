@@ -33,6 +33,7 @@ from jaxvae._models import (
   make_vae,
 )
 from jaxvae._discriminator import FactorVAEDiscriminator
+from jaxvae._unet import VariationalUNet, make_unet_vae
 
 # Family: the objectives and estimators of the disentangling VAEs.
 from jaxvae._objectives import (
@@ -106,6 +107,8 @@ __all__ = (
   'bind_vae',
   'make_vae',
   'FactorVAEDiscriminator',
+  'VariationalUNet',
+  'make_unet_vae',
   # Family.
   'KLDecomposition',
   'beta_tcvae_objective',

@@ -10,7 +10,7 @@ from typing import Any
 
 import optax
 
-from jaxvae import _conditions, _data, _disentanglement, _family, _models, _types
+from jaxvae import _conditions, _data, _disentanglement, _family, _models, _types, _unet
 
 _Check = tuple[Callable[[Any], bool], str]  # (predicate, what the field must be)
 
@@ -106,7 +106,8 @@ _SCHEMA: Mapping[str, _Check] = {
   'data.binarize': _one_of(_data.BINARIZATIONS),
   'data.dequantize': _one_of(_data.DEQUANTIZATIONS),
   'data.read_threads': _int_at_least(1),
-  'model.architecture': _one_of(('mlp', 'conv')),
+  'model.architecture': _one_of(('mlp', 'conv', 'unet')),
+  'model.prior': _one_of(_unet.PRIORS),
   'model.latent_dim': _int_at_least(1),
   'model.hidden_sizes': _widths(allow_empty=True),
   'model.conv_channels': _widths(allow_empty=False),
@@ -189,6 +190,7 @@ def validate_config(config: _types.Config, *, source: Any = None) -> None:
   dataset = _data.dataset_info(config.data, source=source)
   _check_preprocessing(config, dataset)
   _check_objective(config, dataset)
+  _check_structure_model(config, dataset, _data.event_shape(config.data, source=source))
   if config.eval.disentanglement_metrics and not dataset.has_factors:
     raise ValueError(
       f'config.eval.disentanglement_metrics need data with ground-truth factors (the dsprites family, shapes3d, '
@@ -249,6 +251,31 @@ def _check_objective(config: _types.Config, dataset: _data.DatasetInfo) -> None:
       f'the {objective.name!r} objective has a deterministic encoder: it draws no latent samples, so '
       f'config.train.num_samples must be 1 (got {num_samples}); importance weighting (IWAE) does not apply to it.'
     )
+
+
+def _check_structure_model(config: _types.Config, dataset: _data.DatasetInfo, event_shape: tuple[int, ...]) -> None:
+  """The Variational U-Net, its learned prior and the structure maps must fit each other and the data."""
+  model, condition = config.model, config.objective.condition
+  if condition == 'mask' and not dataset.has_mask:
+    raise ValueError(
+      f"config.objective.condition='mask' needs data that carry exact shape masks (shapes, shapes_32); "
+      f"{config.data.dataset!r} has none. Use a structure map computed from the image: 'structure' (edges) or "
+      "'segmentation'."
+    )
+  if model.prior == 'learned' and model.architecture != 'unet':
+    raise ValueError(
+      f"config.model.prior='learned' is the Variational U-Net's p(z | y), learned from the structure's "
+      f'features; the {model.architecture!r} architecture has only the N(0, I) prior. Set '
+      "config.model.architecture='unet' or config.model.prior='standard_normal'."
+    )
+  if model.architecture != 'unet':
+    return
+  if condition not in _conditions.STRUCTURE_KINDS:
+    raise ValueError(
+      f'the unet architecture generates from a structure map; config.objective.condition must be one of '
+      f"{_conditions.STRUCTURE_KINDS} (with objective 'cvae'); got {condition!r}."
+    )
+  _unet.check_unet_image_shape(event_shape, len(model.conv_channels))
 
 
 def _check_preprocessing(config: _types.Config, dataset: _data.DatasetInfo) -> None:

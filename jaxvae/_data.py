@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxvae import _dsprites, _image_files, _types
+from jaxvae import _dsprites, _image_files, _shapes, _types
 
 BINARIZATIONS = ('dynamic', 'none')
 DEQUANTIZATIONS = ('none', 'uniform')
@@ -57,6 +57,7 @@ class DatasetInfo:
   factor_features: tuple[str, ...] = ()  # the tfds features read, in order, as 'factors' [N, F]
   factor_sizes: tuple[int, ...] = ()  # the number of levels of each factor, where known
   test_subset: int = 0  # > 0: 'test' is a fixed random subset of this many 'train' examples (no held-out split)
+  has_mask: bool = False  # examples carry the exact shape 'mask' [H, W, 1] and float 'factors' (jaxvae._shapes)
 
   @property
   def binary(self) -> bool:
@@ -201,6 +202,27 @@ DATASETS = {
       ('scream_dsprites', 'procedural dSprites on a random patch of a texture image at config.data.scream_path'),
     )
   },
+  'shapes': DatasetInfo(
+    image_shape=(128, 128, 3),
+    max_value=255,
+    splits={'train': 200_000, 'test': 2_000},
+    eval_split='test',
+    origin='embedded',
+    description=(
+      'procedural 128x128 colour shapes (jaxvae._shapes): 4 classes at random scale, rotation and position, with '
+      'random object colour, texture and shading and background colour and gradient; exact masks and factors'
+    ),
+    has_mask=True,
+  ),
+  'shapes_32': DatasetInfo(
+    image_shape=(32, 32, 3),
+    max_value=255,
+    splits={'train': 200_000, 'test': 2_000},
+    eval_split='test',
+    origin='embedded',
+    description="the 'shapes' data rendered at 32x32 (the same factors), for CPU checks",
+    has_mask=True,
+  ),
 }
 
 
@@ -707,6 +729,8 @@ def open_source(data: _types.Config, split: str, *, source: Any = None) -> Sourc
     return _npz(data.path, data.test_fraction)[1][split]
   if data.dataset == 'source':
     return _user_splits(source, data.test_fraction)[split]
+  if data.dataset in ('shapes', 'shapes_32'):
+    return _shapes.ShapesSource(split, info.splits[split], size=info.image_shape[0])
   if info.origin == 'embedded':  # dSprites and its variants
     train = _DSpritesSource(dsprites_generator(data))
   else:

@@ -15,6 +15,7 @@ import numpy as np
 
 from jaxvae import (
   _checkpoint,
+  _conditions,
   _data,
   _dataset_bounds,
   _disentanglement,
@@ -23,6 +24,7 @@ from jaxvae import (
   _parallel,
   _pictures,
   _run,
+  _transfer,
   _types,
 )
 
@@ -39,6 +41,8 @@ class Evaluation:
   disentanglement: Mapping[str, float]  # metric name -> score; empty if none were asked for
   path: pathlib.Path | None = None  # the JSON record written (on process 0)
   pictures: tuple[pathlib.Path, ...] = ()  # the PNG files drawn (on process 0)
+  # A structure-conditioned U-Net's scores (jaxvae._transfer), on process 0; empty for other models.
+  transfer: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
   def to_dict(self) -> dict[str, Any]:
     """The JSON record of `eval/step_<step>.json`."""
@@ -49,6 +53,7 @@ class Evaluation:
       'objective': self.objective,
       **self.bounds.to_dict(),
       'disentanglement': dict(self.disentanglement),
+      **({'appearance_transfer': dict(self.transfer)} if self.transfer else {}),
     }
 
 
@@ -134,13 +139,20 @@ def evaluate(
   )
   if jax.process_index() != 0:
     return evaluation
+  if config.model.architecture == 'unet':
+    scores, transfer_picture = _appearance_transfer(run, state.params)
+    evaluation = dataclasses.replace(evaluation, transfer=scores)
   path = output_dir / 'eval' / f'step_{step}.json'
   path.parent.mkdir(parents=True, exist_ok=True)
   writer = _log_writer.LogWriter(path.parent)
   try:
-    drawn = (
-      _draw_pictures(output_dir, pathlib.Path(workdir), run, state.params, batches, step, writer) if pictures else []
-    )
+    drawn = []
+    if pictures:
+      drawn = _draw_pictures(output_dir, pathlib.Path(workdir), run, state.params, batches, step, writer)
+      if evaluation.transfer:
+        drawn.append(output_dir / 'pictures' / 'appearance_transfer.png')
+        _pictures.save_png(drawn[-1], transfer_picture, scale=1 if transfer_picture.shape[0] > 400 else 2)
+        writer.write_image(step, 'appearance_transfer', transfer_picture)
     writer.write_scalars(step, evaluation_scalars(evaluation))
   finally:
     writer.close()
@@ -169,6 +181,7 @@ def evaluation_scalars(evaluation: Evaluation) -> dict[str, float]:
       if bounds.iwae:
         scalars['eval_nll_bpd'] = bounds.nll_bits_per_dim.mean
   scalars.update({f'eval_{name}': float(score) for name, score in evaluation.disentanglement.items()})
+  scalars.update({f'eval_transfer_{name}': score for name, score in evaluation.transfer.items()})
   return scalars
 
 
@@ -222,6 +235,30 @@ def _disentanglement_scores(run: _run.Run, params: Any, metrics: Sequence[str]) 
     num_train=run.config.eval.metric_num_train or None,
     num_eval=run.config.eval.metric_num_eval or None,
   )
+
+
+def _appearance_transfer(run: _run.Run, params: Any) -> tuple[dict[str, float], np.ndarray]:
+  """The scores of `jaxvae._transfer` on `eval.batch_size` spread test examples, and `appearance_transfer.png`."""
+  config = run.config
+  transfer = _transfer.transfer_fn(run.vae, _parallel.local_copy(params), config.model.likelihood)
+  sample = run.eval_sample(max(config.eval.batch_size, 2))
+  inputs = jax.jit(run.prepare_eval)(sample)
+  key = jax.random.fold_in(jax.random.key(config.eval.seed), 1)
+  condition = run.condition(inputs, {name: jnp.asarray(value) for name, value in sample.items()}, key)
+  rows = min(config.eval.num_image_rows, len(inputs))
+  picture = _transfer.transfer_picture(
+    np.asarray(inputs[:rows]), _transfer.transfer_grid(transfer, inputs[:rows], condition[:rows])
+  )
+  generated = transfer(inputs, condition, jnp.roll(condition, -1, axis=0))  # appearance n, structure n + 1
+  kind = config.objective.condition
+  maps = {'structure': _conditions.structure_map, 'segmentation': _conditions.segmentation_map}
+  structure_map = None
+  if kind in maps:
+    structure_map = lambda images: np.asarray(maps[kind](jnp.asarray(images, jnp.float32)))  # noqa: E731
+  scores = _transfer.transfer_scores(
+    np.asarray(inputs), np.asarray(generated), structure_map=structure_map, masks=sample.get('mask')
+  )
+  return scores, picture
 
 
 def _draw_pictures(
@@ -296,6 +333,9 @@ def format_table(evaluation: Evaluation) -> str:
   lines.extend(f'{label:<22}{_nats(estimate):>22}{bits:>22}' for label, estimate, bits in rows)
   lines.append(f'{"  reconstruction":<22}{bounds.reconstruction.mean:>22.2f}')
   lines.append(f'{"  KL":<22}{bounds.kl.mean:>22.2f}')
+  if evaluation.transfer:
+    lines.append('appearance transfer (appearance of image n on the structure of image n + 1)')
+    lines.extend(f'  {name:<50}{value:>8.3f}' for name, value in evaluation.transfer.items())
   if evaluation.disentanglement:
     lines.append('disentanglement (Locatello et al. 2019 protocols)')
     lines.extend(f'  {name:<40}{value:>8.3f}' for name, value in evaluation.disentanglement.items())

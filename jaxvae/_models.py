@@ -348,21 +348,25 @@ def make_vae(
 
 
 def bind_vae(
-  vae: VAE, params: Any, condition: jax.Array | None = None
+  vae: nn.Module, params: Any, condition: jax.Array | None = None
 ) -> tuple[Callable[[jax.Array], Any], Callable[[jax.Array], Any]]:
   """The `(encoder, decoder)` callables of `vae` closed over `params`, ready for `jaxvae.elbo`.
+
+  `vae` is a `VAE` or any module with its `context`, `encode_in_context` and
+  `decode_in_context` methods (`jaxvae._unet.VariationalUNet`).
 
   For a conditional VAE, `condition` `[B, ...]` is the batch's condition:
   the callables then take batches of `B` examples or latents. Its context
   vector is computed once here, not on every call (IWAE decodes many chunks).
   """
   variables = {'params': params}
-  context = vae.apply(variables, condition, method=VAE.context)
+  # Methods by name: any module with this interface (`jaxvae._unet.VariationalUNet` too) binds alike.
+  context = vae.apply(variables, condition, method='context')
 
   def encoder(x: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return vae.apply(variables, x, context, method=VAE.encode_in_context)
+    return vae.apply(variables, x, context, method='encode_in_context')
 
   def decoder(z: jax.Array) -> Any:
-    return vae.apply(variables, z, context, method=VAE.decode_in_context)
+    return vae.apply(variables, z, context, method='decode_in_context')
 
   return encoder, decoder

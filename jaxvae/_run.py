@@ -35,6 +35,7 @@ from jaxvae import (
   _parallel,
   _pictures,
   _types,
+  _unet,
 )
 
 
@@ -126,7 +127,11 @@ class Run:
     self.dataset = _data.dataset_info(config.data, source=source)
     self.event_shape = _data.event_shape(config.data, source=source)
     condition = config.objective.condition
-    self.vae = _models.make_vae(event_shape=self.event_shape, conditional=condition != 'none', **config.model)
+    if config.model.architecture == 'unet':
+      self.vae = _unet.make_unet_vae(event_shape=self.event_shape, conditional=condition != 'none', **config.model)
+    else:
+      model = {name: value for name, value in config.model.items() if name != 'prior'}  # N(0, I) only
+      self.vae = _models.make_vae(event_shape=self.event_shape, conditional=condition != 'none', **model)
     self.condition_fn = _conditions.condition_fn(condition, num_classes=self.dataset.num_classes)
     self.log_likelihood = _models.log_likelihood_fn(config.model.likelihood)
     self.optimizer = make_optimizer(config, dataset=self.dataset)
@@ -144,7 +149,8 @@ class Run:
       example = jnp.zeros((1, *self.event_shape), jnp.float32)
       condition = None
       if self.condition_fn is not None:
-        condition = self.condition_fn(example, {'label': jnp.zeros((1,), jnp.int32)}, params_key)
+        dummy = {'label': jnp.zeros((1,), jnp.int32), 'mask': jnp.zeros((*example.shape[:-1], 1), jnp.uint8)}
+        condition = self.condition_fn(example, dummy, params_key)
       params = self.vae.init(params_key, example, condition)['params']
       discriminator = {}
       if self.discriminator is not None:
@@ -273,7 +279,7 @@ class Run:
       num_examples=config.eval.num_examples,
       process_index=jax.process_index(),
       process_count=jax.process_count(),
-      features=('image', 'label') if self.dataset.num_classes else ('image',),
+      features=self._eval_features,
       source=self.source,
     )
 
@@ -287,12 +293,17 @@ class Run:
     where the data have labels.
     """
     config = self.config
-    source = _data.open_source(config.data, config.data.eval_split)
-    size = min(len(source), config.eval.num_examples) if config.eval.num_examples else len(source)
+    split = _data.open_source(config.data, config.data.eval_split, source=self.source)
+    size = min(len(split), config.eval.num_examples) if config.eval.num_examples else len(split)
     indices = _pictures.spread_indices(size, num, seed=config.eval.seed)
-    batch = source.read(indices)
-    features = ('image', 'label') if self.dataset.num_classes else ('image',)
-    return {**{name: np.asarray(batch[name]) for name in features}, 'index': indices}
+    batch = split.read(indices)
+    return {**{name: np.asarray(batch[name]) for name in self._eval_features}, 'index': indices}
+
+  @property
+  def _eval_features(self) -> tuple[str, ...]:
+    """What evaluation reads: the model's features, labels (for pictures) and exact masks (for scores) if any."""
+    extra = (('label',) if self.dataset.num_classes else ()) + (('mask',) if self.dataset.has_mask else ())
+    return tuple(dict.fromkeys((*self.features, *extra)))
 
   def prepare_eval(self, batch: _types.Batch) -> jax.Array:
     """An evaluation batch's images in the likelihood's domain, with noise fixed per example."""

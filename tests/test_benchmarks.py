@@ -29,3 +29,9 @@ def test_evaluation_bounds():
 def test_pipeline_and_scaling():
   assert 'celeb_a 128' in _run('benchmarks/pipeline.py', '--seconds=0.2', '--train_steps=1')
   assert 'devices' in _run('benchmarks/scaling.py', '--device_counts=1,2', '--steps=1')
+
+
+@pytest.mark.slow
+def test_shape_appearance_throughput():
+  out = _run('benchmarks/shape_appearance.py', '--variant=smoke', '--batch_size=2', '--steps=1', '--repeats=1')
+  assert 'train step, 32x32x3, batch 2' in out and 'of peak' in out

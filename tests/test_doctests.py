@@ -4,9 +4,31 @@ import doctest
 
 import pytest
 
-from jaxvae import _bounds, _data, _discriminator, _disentanglement, _dsprites, _gaussian, _likelihoods, _objectives
+from jaxvae import (
+  _bounds,
+  _data,
+  _discriminator,
+  _disentanglement,
+  _dsprites,
+  _gaussian,
+  _learned_prior,
+  _likelihoods,
+  _objectives,
+  _shapes,
+)
 
-_MODULES = [_bounds, _data, _discriminator, _disentanglement, _dsprites, _gaussian, _likelihoods, _objectives]
+_MODULES = [
+  _bounds,
+  _data,
+  _discriminator,
+  _disentanglement,
+  _dsprites,
+  _gaussian,
+  _learned_prior,
+  _likelihoods,
+  _objectives,
+  _shapes,
+]
 
 
 @pytest.mark.parametrize('module', _MODULES, ids=lambda m: m.__name__)

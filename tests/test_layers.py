@@ -23,10 +23,11 @@ LAYERS = (
     '_dataset_bounds',
     '_disentanglement',
     '_parallel',
+    '_transfer',
   ),
-  ('_family', '_conditions', '_data', '_dsprites', '_image_files'),
-  ('_models', '_discriminator'),
-  ('_bounds', '_gaussian', '_likelihoods', '_objectives', '_checks', '_types'),
+  ('_family', '_conditions', '_data', '_dsprites', '_image_files', '_shapes'),
+  ('_models', '_discriminator', '_unet'),
+  ('_bounds', '_gaussian', '_likelihoods', '_objectives', '_checks', '_types', '_learned_prior'),
 )
 # Same-layer pairs that must not import each other either way.
 INDEPENDENT = (('_train', '_evaluate'), ('_train', '_load'), ('_evaluate', '_load'))

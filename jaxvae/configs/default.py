@@ -47,7 +47,9 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.data.read_threads = 1  # batches decoded in parallel by the input pipeline
 
   config.model = ml_collections.ConfigDict()
-  config.model.architecture = 'mlp'  # 'mlp' or 'conv'
+  config.model.architecture = 'mlp'  # 'mlp', 'conv', or 'unet' (the Variational U-Net: a structure condition)
+  # The prior over z: 'standard_normal', or 'learned' p(z | y) from the structure (unet only; Esser et al. 2018).
+  config.model.prior = 'standard_normal'
   config.model.latent_dim = 20
   config.model.hidden_sizes = (400,)  # MLP widths, encoder order; the decoder mirrors them
   config.model.conv_channels = (32, 32, 64, 64)  # conv widths, one stride-2 4x4 layer each
@@ -80,7 +82,8 @@ def get_config(variant: str = '') -> ml_collections.ConfigDict:
   config.objective.dip_lambda_diagonal = ml_collections.config_dict.placeholder(float)
   config.objective.wae_mmd_weight = 10.0  # wae_mmd: lambda, the weight of MMD(q(z), p(z))
   # cvae: what the model is conditioned on: 'label' (one-hot class), 'inpaint'
-  # (the image with random quadrants hidden, and its mask), 'structure' (its edges).
+  # (the image with random quadrants hidden, and its mask), 'structure' (its edges), 'segmentation'
+  # (coarse intensity bands of the blurred image), 'mask' (the exact shape mask of the shapes data).
   config.objective.condition = 'none'
 
   config.optim = ml_collections.ConfigDict()
