@@ -894,7 +894,7 @@ def train_batches(
   Each process reads only its shard (`shard_indices`). Each epoch is a fresh
   seeded permutation of the shard, cut into full batches; every process takes
   the same number of batches per epoch (those of the smallest shard), and the
-  examples left over sit out that epoch only. _types.Batch `i` depends only on
+  examples left over sit out that epoch only. Batch `i` depends only on
   `(seed, i, process_index, process_count)`, so an iterator whose state is
   restored (`get_state` / `set_state`, or `grain.checkpoint` with orbax)
   yields exactly what an uninterrupted one would have.
@@ -911,7 +911,9 @@ def train_batches(
 
   Returns:
     A grain `DatasetIterator` of `Batch`es with a leading axis of `batch_size`,
-    prefetched on background threads.
+    prefetched on background threads; each also holds `'index'`, the
+    examples' positions in the split (to name a bad one; the train loop does
+    not send it to the devices).
 
   Raises:
     ValueError: if the smallest shard holds fewer examples than one batch.
@@ -927,7 +929,9 @@ def train_batches(
     )
   if features is not None:
     source = _FeatureSource(source, tuple(features))
+  in_split = None  # for an in-memory shard: its rows' positions in the split
   if in_memory:
+    in_split = shard
     source, shard = ArraySource(read_in_chunks(source, shard)), np.arange(len(shard))
 
   @functools.lru_cache(maxsize=2)
@@ -938,7 +942,8 @@ def train_batches(
     # Whole batches of indices at once: grain's per-example shuffle costs
     # ~25 us an example, as long as a train step of the default model.
     epoch, position = divmod(step, batches_per_epoch)
-    return source.read(epoch_order(epoch)[position * batch_size : (position + 1) * batch_size])
+    rows = epoch_order(epoch)[position * batch_size : (position + 1) * batch_size]
+    return {**source.read(rows), 'index': rows if in_split is None else in_split[rows]}
 
   dataset = grain.MapDataset.range(0, sys.maxsize).map(batch)
   read_options = grain.ReadOptions(num_threads=num_threads, prefetch_buffer_size=max(4, 2 * num_threads))

@@ -239,7 +239,8 @@ def _train_loop(run: _run.Run, workdir: pathlib.Path, signals: _StopSignals) -> 
     for step in range(first_step + 1, num_steps + 1):
       batch = next(batches)
       _check_finite_batch(batch, step)
-      state, metrics = train_step(state, _parallel.global_batch(batch, run.mesh))
+      features = {name: value for name, value in batch.items() if name != 'index'}  # the model's only
+      state, metrics = train_step(state, _parallel.global_batch(features, run.mesh))
       pending.append(metrics)
       progress.update(1)
       is_last = step == num_steps

@@ -111,6 +111,18 @@ def test_batches_resume_exactly_from_the_iterator_state(in_memory):
   assert not np.array_equal(full[0], full[3])  # each epoch is reshuffled
 
 
+@pytest.mark.parametrize('in_memory', [False, True])
+def test_training_batches_carry_each_examples_position_in_the_split(in_memory):
+  # The images of _source are their own positions, so each batch's 'index' must equal its images.
+  for process_index in (0, 1):
+    iterator = _data.train_batches(
+      _source(100), batch_size=8, seed=1, process_index=process_index, process_count=2, in_memory=in_memory
+    )
+    for _ in range(7):  # more than an epoch of the shard (6 batches)
+      batch = next(iterator)
+      np.testing.assert_array_equal(batch['index'], batch['image'].ravel())
+
+
 def test_process_shards_are_disjoint_and_cover_the_data():
   # 101 examples over 2 processes: shards of 51 and 50; each epoch both take 5 batches of 10.
   iterators = [
