@@ -6,12 +6,15 @@ signal's number; an internal error keeps its traceback.
 """
 
 import functools
+import logging
+import os
 import pathlib
 import sys
 import traceback
 from collections.abc import Callable
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 import jaxvae
 from jaxvae import _parallel
@@ -54,7 +57,13 @@ def run(
       ValueError is a user's mistake.
     argv: the command line (default: `sys.argv`).
   """
+  absl_logging.get_absl_logger().addFilter(_without_orbax_notices)
   app.run(functools.partial(_guarded, main), argv=argv, flags_parser=functools.partial(_parse_flags, check_argv))
+
+
+def _without_orbax_notices(record: logging.LogRecord) -> bool:
+  """Drops orbax's warnings about settings jaxvae chose (e.g. a reader's read-only manager): nothing to act on."""
+  return record.levelno >= logging.ERROR or f'{os.sep}orbax{os.sep}' not in record.pathname
 
 
 def _parse_flags(check_argv: Callable[[list[str]], None] | None, argv: list[str]) -> list[str]:

@@ -48,8 +48,8 @@ def main(argv: list[str]) -> None:
   )
   if evaluation.path is not None:  # process 0
     print(jaxvae.format_table(evaluation))
-    workdir = evaluation.path.parent.parent
-    print(f'wrote {evaluation.path}, scalars to TensorBoard ({workdir / "tensorboard"}, step {evaluation.step})')
+    tensorboard = evaluation.path.parent / 'tensorboard'
+    print(f'wrote {evaluation.path}, scalars to TensorBoard ({tensorboard}, step {evaluation.step})')
     if evaluation.pictures:
       print(f'pictures: {evaluation.pictures[0].parent}/ ({", ".join(p.name for p in evaluation.pictures)})')
 
