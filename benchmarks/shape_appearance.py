@@ -24,6 +24,9 @@ import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the repository root, for `configs`
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # this folder, for `timing`
+import timing  # noqa: E402
+
 from configs import shape_appearance  # noqa: E402
 from jaxvae import _data, _run, _train  # noqa: E402
 
@@ -31,22 +34,6 @@ _BATCH_SIZE = flags.DEFINE_integer('batch_size', 32, 'Train batch size.')
 _STEPS = flags.DEFINE_integer('steps', 5, 'Steps per timed repeat.')
 _REPEATS = flags.DEFINE_integer('repeats', 3, 'Timed repeats; the best is reported.')
 _VARIANT = flags.DEFINE_string('variant', '', 'Variant of configs/shape_appearance.py to time.')
-
-
-def _best_seconds(fn, *, repeats):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
-def matmul_peak_flops(*, size=2048, repeats=10):
-  a = jnp.ones((size, size), jnp.float32)
-  matmul = jax.jit(lambda a: a @ a)
-  matmul(a).block_until_ready()
-  return 2 * size**3 / _best_seconds(lambda: matmul(a), repeats=repeats)
 
 
 def train_figures(config, *, steps, repeats):
@@ -68,7 +55,7 @@ def train_figures(config, *, steps, repeats):
     return metrics['train_loss']
 
   run_steps()  # compile and warm up
-  return _best_seconds(run_steps, repeats=repeats) / steps, flops
+  return timing.best_seconds(run_steps, repeats=repeats) / steps, flops
 
 
 def render_images_per_second(config, *, num=256):
@@ -84,9 +71,9 @@ def main(argv):
   config = shape_appearance.get_config(_VARIANT.value)
   config.train.batch_size = _BATCH_SIZE.value
   print(f'jax {jax.__version__}, {jax.devices()[0].device_kind} x{jax.device_count()}, {platform.processor() or "?"}')
-  peak_before = matmul_peak_flops()
+  peak_before = timing.matmul_peak_flops()
   seconds, flops = train_figures(config, steps=_STEPS.value, repeats=_REPEATS.value)
-  peak = max(peak_before, matmul_peak_flops())
+  peak = max(peak_before, timing.matmul_peak_flops())
   height = _data.event_shape(config.data)[0]
   print(f'float32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s (before model: {peak_before / 1e9:.1f})')
   name = f'train step, {height}x{height}x3, batch {config.train.batch_size}'

@@ -19,7 +19,6 @@ import itertools
 import pathlib
 import platform
 import sys
-import time
 
 import jax
 import jax.numpy as jnp
@@ -27,6 +26,9 @@ import numpy as np
 from absl import app, flags
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))  # the repository root, for `configs`
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))  # this folder, for `timing`
+import timing  # noqa: E402
+
 import jaxvae  # noqa: E402
 from configs import default  # noqa: E402
 from jaxvae import _data, _run, _train  # noqa: E402
@@ -34,22 +36,6 @@ from jaxvae import _data, _run, _train  # noqa: E402
 _BATCH_SIZES = flags.DEFINE_list('batch_sizes', ['128', '1024'], 'Train batch sizes to measure.')
 _IWAE_NUM_SAMPLES = flags.DEFINE_integer('iwae_num_samples', 1000, 'K for the evaluation benchmark.')
 _REPEATS = flags.DEFINE_integer('repeats', 5, 'Timed repeats; the best is reported.')
-
-
-def _best_seconds(fn, *, repeats):
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    jax.block_until_ready(fn())
-    times.append(time.perf_counter() - start)
-  return min(times)
-
-
-def matmul_peak_flops(*, size=2048, repeats=10):
-  a = jnp.ones((size, size), jnp.float32)
-  matmul = jax.jit(lambda a: a @ a)
-  matmul(a).block_until_ready()
-  return 2 * size**3 / _best_seconds(lambda: matmul(a), repeats=repeats)
 
 
 def _layer_flops(sizes):
@@ -73,7 +59,7 @@ def train_throughput(config, batch_size, *, repeats):
     return metrics['train_loss']
 
   run()  # compile and warm up
-  seconds = _best_seconds(run, repeats=repeats) / steps
+  seconds = timing.best_seconds(run, repeats=repeats) / steps
   hidden, latent = config.model.hidden_sizes[0], config.model.latent_dim
   forward = _layer_flops([784, hidden, 2 * latent]) + _layer_flops([latent, hidden, 784])
   flops = batch_size * (3 * forward - 2 * 784 * hidden)
@@ -97,7 +83,7 @@ def iwae_throughput(config, num_samples, *, repeats):
   )
   key = jax.random.key(0)
   bound(x, key=key).block_until_ready()
-  seconds = _best_seconds(lambda: bound(x, key=key), repeats=repeats)
+  seconds = timing.best_seconds(lambda: bound(x, key=key), repeats=repeats)
   hidden, latent = config.model.hidden_sizes[0], config.model.latent_dim
   flops = len(x) * (_layer_flops([784, hidden, 2 * latent]) + num_samples * _layer_flops([latent, hidden, 784]))
   return seconds, flops, len(x)
@@ -111,7 +97,7 @@ def main(argv):
     f'machine: {platform.processor() or platform.machine()}, {jax.device_count()} x {jax.devices()[0].device_kind}, '
     f'jax {jax.__version__}, python {platform.python_version()}'
   )
-  peak_before = matmul_peak_flops()
+  peak_before = timing.matmul_peak_flops()
   rows = []
   for batch_size in map(int, _BATCH_SIZES.value):
     seconds, flops = train_throughput(config, batch_size, repeats=_REPEATS.value)
@@ -122,7 +108,7 @@ def main(argv):
   rows.append(
     (f'IWAE eval, K={_IWAE_NUM_SAMPLES.value}', f'{seconds * 1e3 / num:6.2f} ms/image', num / seconds, flops / seconds)
   )
-  peak = max(peak_before, matmul_peak_flops())
+  peak = max(peak_before, timing.matmul_peak_flops())
   print(f'float32 matmul peak (2048^3): {peak / 1e9:.1f} GFLOP/s (before model: {peak_before / 1e9:.1f})')
   print(f'{"":28}{"rate":>18}{"images/s":>12}{"GFLOP/s":>10}{"of peak":>9}')
   for name, rate, images_per_second, flop_rate in rows:
