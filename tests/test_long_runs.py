@@ -2,6 +2,7 @@
 
 import json
 import logging
+import re
 import shutil
 import signal
 import subprocess
@@ -196,8 +197,10 @@ def test_a_damaged_latest_checkpoint_falls_back_to_the_newest_intact_one(damage,
     step, state = _run.Run(load_config('default', 'smoke')).restore(run_copy)
   assert step == 3 and int(state.step) == 3
   assert 'skipped the damaged checkpoint at step 6' in caplog.text
-  if damage in ('bit_rot', 'wrong_checksum'):
+  if damage == 'wrong_checksum':
     assert 'checksum mismatch' in caplog.text
+  # Flipped bytes are caught by the checksum, or earlier by the decoder when they land in compressed data
+  # (which file and offset they hit varies with orbax's file names): either way the rotten step is skipped.
 
 
 def test_resume_past_a_rotten_checkpoint_is_bit_exact_and_logs_each_step_once(trained, run_copy, caplog):
@@ -234,7 +237,7 @@ def test_eval_falls_back_and_refuses_when_nothing_is_intact(run_copy):
   assert result.returncode == 2 and 'Traceback' not in result.stderr
   errors = [line for line in result.stderr.splitlines() if line.startswith('error:')]
   assert len(errors) == 1 and errors[0].startswith('error: no intact checkpoint in'), result.stderr[-3000:]
-  assert 'step 6: ValueError: checksum mismatch' in errors[0]
+  assert re.search(r'step 6: \w+(Error|Exception): ', errors[0]), errors[0]  # the rotten step, and why
 
 
 # --------------------------------------------------------------------------- 4. never save a bad state
